@@ -1,0 +1,3 @@
+module github.com/dmvpn/dmvpn
+
+go 1.26.0
