@@ -118,15 +118,15 @@ type ErrorCode uint16
 
 // Error Indication codes.
 const (
-	ErrUnrecognizedExtension     ErrorCode = 1
-	ErrLoopDetected              ErrorCode = 3
-	ErrProtocolAddrUnreachable   ErrorCode = 6
-	ErrProtocolError             ErrorCode = 7
-	ErrSDUSizeExceeded           ErrorCode = 8
-	ErrInvalidExtension          ErrorCode = 9
-	ErrInvalidResolutionReply    ErrorCode = 10
-	ErrAuthenticationFailure     ErrorCode = 11
-	ErrHopCountExceeded          ErrorCode = 15
+	ErrUnrecognizedExtension   ErrorCode = 1
+	ErrLoopDetected            ErrorCode = 3
+	ErrProtocolAddrUnreachable ErrorCode = 6
+	ErrProtocolError           ErrorCode = 7
+	ErrSDUSizeExceeded         ErrorCode = 8
+	ErrInvalidExtension        ErrorCode = 9
+	ErrInvalidResolutionReply  ErrorCode = 10
+	ErrAuthenticationFailure   ErrorCode = 11
+	ErrHopCountExceeded        ErrorCode = 15
 )
 
 // errSilentDiscard marks decode errors that must not be answered with an
@@ -205,13 +205,13 @@ type ExtensionType uint16
 
 // Extension types, RFC 2332 §5.3 and Cisco's NAT address.
 const (
-	ExtEnd                ExtensionType = 0
-	ExtResponderAddress   ExtensionType = 3
-	ExtForwardTransitNHS  ExtensionType = 4
-	ExtReverseTransitNHS  ExtensionType = 5
-	ExtAuthentication     ExtensionType = 7
-	ExtVendorPrivate      ExtensionType = 8
-	ExtNATAddress         ExtensionType = 9 // Cisco; RFC 2735 reused 9 for device capabilities
+	ExtEnd               ExtensionType = 0
+	ExtResponderAddress  ExtensionType = 3
+	ExtForwardTransitNHS ExtensionType = 4
+	ExtReverseTransitNHS ExtensionType = 5
+	ExtAuthentication    ExtensionType = 7
+	ExtVendorPrivate     ExtensionType = 8
+	ExtNATAddress        ExtensionType = 9 // Cisco; RFC 2735 reused 9 for device capabilities
 )
 
 func (t ExtensionType) String() string {
