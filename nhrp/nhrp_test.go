@@ -60,14 +60,14 @@ func registrationRequest(t testing.TB) *nhrp.Packet {
 	auth := mustAuth(t, "NHRPAUTH")
 	nat := nhrp.NewNATAddress(nhrp.CIE{PrefixLength: 32, MTU: 17912, NBMA: a("169.254.100.5"), Protocol: a("155.1.0.5")})
 	return &nhrp.Packet{
-		HopCount:  255,
-		Type:      nhrp.TypeRegistrationRequest,
-		Flags:     nhrp.FlagRegistrationU | nhrp.FlagCiscoNAT,
-		RequestID: 1,
-		SrcNBMA:   a("169.254.100.1"),
-		SrcProto:  a("155.1.0.1"),
-		DstProto:  a("155.1.0.5"),
-		CIEs:      []nhrp.CIE{{PrefixLength: 32, MTU: 17912, HoldingTime: 7200}},
+		HopCount:   255,
+		Type:       nhrp.TypeRegistrationRequest,
+		Flags:      nhrp.FlagRegistrationU | nhrp.FlagCiscoNAT,
+		RequestID:  1,
+		SrcNBMA:    a("169.254.100.1"),
+		SrcProto:   a("155.1.0.1"),
+		DstProto:   a("155.1.0.5"),
+		CIEs:       []nhrp.CIE{{PrefixLength: 32, MTU: 17912, HoldingTime: 7200}},
 		Extensions: nhrp.StandardRequestExtensions(nil, &auth, &nat),
 	}
 }
