@@ -1,0 +1,166 @@
+// Package api is the daemon's management interface: HTTP/JSON on a unix
+// socket (GET /v1/dmvpn, /v1/nhrp, /v1/routes, /v1/stats), the client the
+// CLI's `show` commands use, and the text renderings of those views.
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+)
+
+// DMVPN is `show dmvpn`: the node and its peers, like Cisco's output.
+type DMVPN struct {
+	Node      string `json:"node"`
+	Role      string `json:"role"` // hub | spoke
+	Interface string `json:"interface"`
+	Address   string `json:"address"`
+	NBMA      string `json:"nbma"`
+	Transport string `json:"transport"`
+	NetworkID uint32 `json:"network_id"`
+	Peers     []Peer `json:"peers"`
+}
+
+// Peer is one row of `show dmvpn`.
+type Peer struct {
+	PeerNBMA    string    `json:"peer_nbma"`              // where we send: observed address (and UDP port)
+	ClaimedNBMA string    `json:"claimed_nbma,omitempty"` // what the peer says it is (differs behind NAT)
+	PeerTunnel  string    `json:"peer_tunnel"`
+	State       string    `json:"state"` // UP, NHRP (registering), DOWN, REFUSED, ERROR
+	Since       time.Time `json:"since"`
+	UpDown      string    `json:"updn"` // time in state, hh:mm:ss
+	Attributes  string    `json:"attributes"`
+	Type        string    `json:"type"` // static, dynamic, resolved, ...
+	NAT         bool      `json:"nat"`
+	Transport   string    `json:"transport"`
+	Reason      string    `json:"reason,omitempty"` // why a registration is not up
+}
+
+// NHRPEntry is one row of `show nhrp` (the NHRP cache).
+type NHRPEntry struct {
+	Protocol    string     `json:"protocol"`
+	Prefix      string     `json:"prefix"`
+	NBMA        string     `json:"nbma"`
+	ClaimedNBMA string     `json:"claimed_nbma"`
+	Type        string     `json:"type"`
+	Flags       []string   `json:"flags"`
+	Transport   string     `json:"transport"`
+	Created     time.Time  `json:"created"`
+	Expires     *time.Time `json:"expires,omitempty"`
+	HoldingTime string     `json:"holding_time,omitempty"`
+}
+
+// Route is one row of `show routes`.
+type Route struct {
+	Prefix  string `json:"prefix"`
+	NextHop string `json:"next_hop"`
+	Source  string `json:"source"`
+	Best    bool   `json:"best"`
+}
+
+// Stats is the node's counters.
+type Stats struct {
+	DataPlane map[string]uint64 `json:"dataplane"`
+	NHRP      map[string]uint64 `json:"nhrp"`
+}
+
+// Provider is what the daemon exposes; package node implements it.
+type Provider interface {
+	DMVPN() DMVPN
+	NHRP() []NHRPEntry
+	Routes() []Route
+	Stats() Stats
+}
+
+// Serve answers API requests on the unix socket at path until ctx is done.
+// A stale socket file is replaced.
+func Serve(ctx context.Context, path string, p Provider) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return fmt.Errorf("api: %w", err)
+	}
+	_ = os.Remove(path)
+	l, err := net.Listen("unix", path)
+	if err != nil {
+		return fmt.Errorf("api: listen %s: %w", path, err)
+	}
+	if err := os.Chmod(path, 0o660); err != nil {
+		l.Close()
+		return fmt.Errorf("api: %w", err)
+	}
+	mux := http.NewServeMux()
+	handle := func(route string, f func() any) {
+		mux.HandleFunc("GET "+route, func(w http.ResponseWriter, _ *http.Request) {
+			w.Header().Set("Content-Type", "application/json")
+			enc := json.NewEncoder(w)
+			enc.SetIndent("", "  ")
+			_ = enc.Encode(f())
+		})
+	}
+	handle("/v1/dmvpn", func() any { return p.DMVPN() })
+	handle("/v1/nhrp", func() any { return p.NHRP() })
+	handle("/v1/routes", func() any { return p.Routes() })
+	handle("/v1/stats", func() any { return p.Stats() })
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		<-ctx.Done()
+		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(sctx)
+	}()
+	err = srv.Serve(l)
+	_ = os.Remove(path)
+	if errors.Is(err, http.ErrServerClosed) {
+		return nil
+	}
+	return err
+}
+
+// Client talks to a daemon's API socket.
+type Client struct {
+	path string
+	hc   *http.Client
+}
+
+// NewClient returns a client for the socket at path.
+func NewClient(path string) *Client {
+	return &Client{path: path, hc: &http.Client{
+		Timeout: 5 * time.Second,
+		Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "unix", path)
+		}},
+	}}
+}
+
+// Get fetches /v1/<what> and decodes it into v; raw gets the JSON text.
+func (c *Client) Get(ctx context.Context, what string, v any) (raw []byte, err error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://dmvpn/v1/"+what, nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("cannot reach the dmvpn daemon at %s (is `dmvpn run` running?): %w", c.path, err)
+	}
+	defer resp.Body.Close()
+	raw, err = io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("api: %s: %s", what, resp.Status)
+	}
+	if v != nil {
+		if err := json.Unmarshal(raw, v); err != nil {
+			return raw, fmt.Errorf("api: decode %s: %w", what, err)
+		}
+	}
+	return raw, nil
+}

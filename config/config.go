@@ -1,0 +1,284 @@
+// Package config loads a node's configuration: one strict YAML file per node,
+// with Cisco-like names a network engineer recognises (tunnel source, GRE
+// key, NHRP network-id, holdtime, nhs, map, shortcut, redirect).
+//
+// Parsing is strict: unknown fields, duplicate fields, values of the wrong
+// type and values out of range are all refused. Every error names the file,
+// line and column, the field path (for example nhrp.nhs[1].nbma) and what
+// would be valid, and all errors are reported at once, sorted by line:
+//
+//	spoke1.yaml:7:14: tunnel.transport: "tcp" is not valid (valid: gre, udp)
+//	spoke1.yaml:3:1: unknown field "tunel" (valid here: name, log-level, api-socket, tunnel, nhrp, routes; did you mean "tunnel"?)
+//
+// Defaults are applied after parsing, so a *Config returned by Load or Parse
+// is complete. docs/CONFIG.md is the reference for every field.
+package config
+
+import (
+	"log/slog"
+	"net/netip"
+	"os"
+	"strconv"
+	"time"
+
+	"github.com/dmvpn/dmvpn/underlay"
+)
+
+// Defaults applied to fields the file leaves out.
+const (
+	DefaultLogLevel   = slog.LevelInfo
+	DefaultSocketDir  = "/run/dmvpn" // api-socket is DefaultSocketDir/<name>.sock
+	DefaultDevice     = "dmvpn0"
+	DefaultMTU        = 1400
+	DefaultTransport  = underlay.TransportGRE
+	DefaultUDPPort    = 4754 // RFC 8086 GRE-in-UDP
+	DefaultHoldtime   = 600 * time.Second
+	DefaultMaxPackets = 10000
+	DefaultMaxPer     = 10 * time.Second
+)
+
+// Limits checked by Parse.
+const (
+	MaxNameLen   = 63 // a DNS label
+	MaxDeviceLen = 15 // Linux IFNAMSIZ (16) less the NUL
+	MinMTU       = 576
+	MinMTUIPv6   = 1280 // RFC 8200: an IPv6 link carries at least 1280 bytes
+	MaxMTU       = 9000
+	MinHoldtime  = time.Second
+	MaxHoldtime  = 65535 * time.Second // NHRP holding time is 16 bits of seconds
+	MaxAuthLen   = 8                   // Cisco "ip nhrp authentication", bytes
+	MaxSocketLen = 107                 // sun_path is 108 bytes including the NUL
+)
+
+// Config is one node's configuration.
+type Config struct {
+	// Name identifies the node in logs and in show output. YAML name,
+	// required: 1 to 63 characters from a-z, 0-9 and '-', not starting
+	// with '-'.
+	Name string
+	// LogLevel is the least severe level logged. YAML log-level: debug,
+	// info, warn or error; default info.
+	LogLevel slog.Level
+	// APISocket is the path of the Unix socket that `dmvpn show` talks to.
+	// YAML api-socket; default /run/dmvpn/<name>.sock.
+	APISocket string
+	// Tunnel is the multipoint GRE interface (YAML tunnel, required).
+	Tunnel Tunnel
+	// NHRP is the NHRP client and server configuration (YAML nhrp,
+	// required).
+	NHRP NHRP
+	// Routes are static routes into the overlay (YAML routes, optional).
+	Routes []Route
+}
+
+// IsHub reports whether the node is a hub (an NHRP server): a node that
+// lists no nhs. A node with one or more nhs is a spoke.
+func (c *Config) IsHub() bool { return len(c.NHRP.NHS) == 0 }
+
+// Tunnel is the multipoint GRE interface (Cisco "interface Tunnel").
+type Tunnel struct {
+	// Device is the name of the TUN device. YAML device; default dmvpn0;
+	// at most 15 bytes, without '/', ':' or whitespace, not "." or "..".
+	Device string
+	// Address is this node's overlay address together with the tunnel
+	// subnet's length, e.g. 10.0.0.11/24 (Cisco "ip address" on the
+	// tunnel). YAML address, required, IPv4 or IPv6. Address.Masked() is
+	// the tunnel subnet; see Subnet.
+	Address netip.Prefix
+	// Source is this node's NBMA (underlay) address (Cisco "tunnel
+	// source"). YAML source, required, an IP address literal.
+	Source netip.Addr
+	// Key is the GRE key (Cisco "tunnel key"), or nil for none. YAML key,
+	// optional, 0..4294967295.
+	Key *uint32
+	// MTU is the TUN device's MTU. YAML mtu; default 1400; 576..9000, and
+	// at least 1280 when Address is IPv6.
+	MTU int
+	// Transport is how GRE is carried on the NBMA network. YAML
+	// transport: gre (IP protocol 47, IPv4 only, Cisco's wire format) or
+	// udp (GRE-in-UDP, RFC 8086); default gre.
+	Transport underlay.Transport
+	// UDPPort is the local GRE-in-UDP port. YAML udp-port, only with
+	// transport udp; default 4754. It is 0 with transport gre.
+	UDPPort uint16
+}
+
+// Subnet returns the tunnel subnet, Address masked to its length.
+func (t *Tunnel) Subnet() netip.Prefix { return t.Address.Masked() }
+
+// LocalEndpoint returns the local NBMA endpoint: Source and UDPPort (port 0
+// with transport gre), as underlay.Conn.LocalAddr reports it.
+func (t *Tunnel) LocalEndpoint() netip.AddrPort { return netip.AddrPortFrom(t.Source, t.UDPPort) }
+
+// NHRP configures the NHRP client (NHC) and server (NHS).
+type NHRP struct {
+	// NetworkID is the NHRP network identifier (Cisco "ip nhrp
+	// network-id"). YAML network-id, required, 1..4294967295. It is
+	// local: it never goes on the wire, and it need not match other nodes.
+	NetworkID uint32
+	// Holdtime is the holding time advertised in this node's NHRP packets
+	// (Cisco "ip nhrp holdtime"). YAML holdtime, a Go duration (600s,
+	// 10m) or an integer number of seconds; default 600s; whole seconds,
+	// 1s..65535s.
+	Holdtime time.Duration
+	// RegistrationTimeout is how often a spoke refreshes its registration
+	// with each NHS (Cisco "ip nhrp registration timeout"). YAML
+	// registration-timeout, optional, like holdtime; 0s or absent means
+	// Holdtime/3, otherwise whole seconds from 1s to less than Holdtime.
+	// After Parse it is never 0.
+	RegistrationTimeout time.Duration
+	// Authentication is the NHRP authentication string, sent in plain
+	// text as Cisco does (Cisco "ip nhrp authentication"). YAML
+	// authentication, optional, 1..8 bytes; "" means none.
+	Authentication string
+	// NHS lists the next-hop servers (hubs) this node registers with
+	// (Cisco "ip nhrp nhs ... nbma ..."). YAML nhs; empty makes the node
+	// a hub.
+	NHS []NHS
+	// Map lists static overlay-to-NBMA mappings (Cisco "ip nhrp map").
+	// YAML map, optional.
+	Map []StaticMap
+	// Shortcut makes this node install NHRP shortcut routes when it gets
+	// a Traffic Indication, phase 3 (Cisco "ip nhrp shortcut"). YAML
+	// shortcut; default false; normally set on spokes.
+	Shortcut bool
+	// Redirect makes this node send Traffic Indications for traffic it
+	// forwards back out of the tunnel, phase 3 (Cisco "ip nhrp
+	// redirect"). YAML redirect; default false; normally set on hubs.
+	Redirect bool
+	// Unique sets the Unique flag on registrations, so an NHS refuses a
+	// registration of the same address from another NBMA address until
+	// the old one expires (Cisco "ip nhrp registration no-unique" turns
+	// it off). YAML unique; default true.
+	Unique bool
+	// MaxSend limits the NHRP control packets this node sends (Cisco "ip
+	// nhrp max-send"). YAML max-send, "PACKETS/INTERVAL" such as
+	// "10000/10s"; default 10000/10s; 1..65535 packets, interval like
+	// holdtime (1s..65535s).
+	MaxSend Rate
+}
+
+// NHS is a next-hop server (hub) a spoke registers with.
+type NHS struct {
+	// Address is the NHS's overlay address. YAML address, required;
+	// inside the tunnel subnet.
+	Address netip.Addr
+	// NBMA is the NHS's NBMA address. YAML nbma, required; the same
+	// address family as tunnel.source.
+	NBMA netip.Addr
+	// Port is the NHS's GRE-in-UDP port. YAML port, only with transport
+	// udp; default 4754. It is 0 with transport gre.
+	Port uint16
+}
+
+// Endpoint returns the NHS's NBMA endpoint, as underlay.Datagram.Peer
+// expects it (port 0 with transport gre).
+func (n NHS) Endpoint() netip.AddrPort { return netip.AddrPortFrom(n.NBMA, n.Port) }
+
+// StaticMap is a static NHRP mapping (Cisco "ip nhrp map").
+type StaticMap struct {
+	// Address is the peer's overlay address. YAML address, required;
+	// inside the tunnel subnet.
+	Address netip.Addr
+	// NBMA is the peer's NBMA address. YAML nbma, required; the same
+	// address family as tunnel.source.
+	NBMA netip.Addr
+	// Port is the peer's GRE-in-UDP port. YAML port, only with transport
+	// udp; default 4754. It is 0 with transport gre.
+	Port uint16
+	// Multicast also replicates overlay multicast and broadcast to this
+	// peer (Cisco "ip nhrp map multicast"). YAML multicast; default false.
+	Multicast bool
+}
+
+// Endpoint returns the peer's NBMA endpoint (port 0 with transport gre).
+func (m StaticMap) Endpoint() netip.AddrPort { return netip.AddrPortFrom(m.NBMA, m.Port) }
+
+// Route is a static route into the overlay.
+type Route struct {
+	// Prefix is the destination. YAML prefix, required; masked (no host
+	// bits), the same family as tunnel.address, not inside the tunnel
+	// subnet (that is connected).
+	Prefix netip.Prefix
+	// Via is the next hop. YAML via, required; an address on the tunnel
+	// subnet other than this node's own.
+	Via netip.Addr
+}
+
+// Rate is a packet rate limit: at most Packets packets every Interval.
+type Rate struct {
+	Packets  int
+	Interval time.Duration
+}
+
+// String returns the rate in its config spelling, e.g. "10000/10s".
+func (r Rate) String() string { return strconv.Itoa(r.Packets) + "/" + r.Interval.String() }
+
+// Load reads and parses the configuration file at path. See Parse.
+func Load(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	return Parse(path, data)
+}
+
+// Parse parses and validates a configuration and applies the defaults.
+// filename is used only in error messages. On failure it returns nil and an
+// error that joins (errors.Join) one *Error per problem, sorted by line.
+func Parse(filename string, data []byte) (*Config, error) {
+	p := newParser(filename)
+	c := p.parse(data)
+	if err := p.err(); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// applyDefaults fills in every field the file left out. Fields that were
+// present but invalid are left alone (their error is already recorded).
+func (p *parser) applyDefaults(c *Config) {
+	if !p.has("log-level") {
+		c.LogLevel = DefaultLogLevel
+	}
+	if !p.has("api-socket") && c.Name != "" {
+		c.APISocket = DefaultSocketDir + "/" + c.Name + ".sock"
+	}
+	t := &c.Tunnel
+	if !p.has("tunnel.device") {
+		t.Device = DefaultDevice
+	}
+	if !p.has("tunnel.mtu") {
+		t.MTU = DefaultMTU
+	}
+	if !p.has("tunnel.transport") {
+		t.Transport = DefaultTransport
+	}
+	udp := t.Transport == underlay.TransportUDP
+	if udp && !p.has("tunnel.udp-port") {
+		t.UDPPort = DefaultUDPPort
+	}
+	n := &c.NHRP
+	if !p.has("nhrp.holdtime") {
+		n.Holdtime = DefaultHoldtime
+	}
+	if n.RegistrationTimeout == 0 {
+		n.RegistrationTimeout = n.Holdtime / 3
+	}
+	if !p.has("nhrp.unique") {
+		n.Unique = true
+	}
+	if !p.has("nhrp.max-send") {
+		n.MaxSend = Rate{Packets: DefaultMaxPackets, Interval: DefaultMaxPer}
+	}
+	for i := range n.NHS {
+		if udp && !p.has(indexPath("nhrp.nhs", i)+".port") {
+			n.NHS[i].Port = DefaultUDPPort
+		}
+	}
+	for i := range n.Map {
+		if udp && !p.has(indexPath("nhrp.map", i)+".port") {
+			n.Map[i].Port = DefaultUDPPort
+		}
+	}
+}

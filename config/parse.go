@@ -1,0 +1,818 @@
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/netip"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/dmvpn/dmvpn/underlay"
+)
+
+// Error is one problem in a configuration file.
+type Error struct {
+	File   string
+	Line   int    // 1-based; 0 if unknown
+	Column int    // 1-based; 0 if unknown
+	Path   string // field path such as "nhrp.nhs[1].nbma"; "" for the top level
+	Msg    string // what is wrong and what would be valid
+}
+
+func (e *Error) Error() string {
+	var b strings.Builder
+	b.WriteString(e.File)
+	if e.Line > 0 {
+		fmt.Fprintf(&b, ":%d", e.Line)
+		if e.Column > 0 {
+			fmt.Fprintf(&b, ":%d", e.Column)
+		}
+	}
+	b.WriteString(": ")
+	if e.Path != "" {
+		b.WriteString(e.Path)
+		b.WriteString(": ")
+	}
+	b.WriteString(e.Msg)
+	return b.String()
+}
+
+// parser walks a yaml.Node tree, filling a Config and collecting errors.
+type parser struct {
+	file  string
+	root  *yaml.Node
+	errs  []*Error
+	nodes map[string]*yaml.Node // field path → value node, for every field present
+	keys  map[string]*yaml.Node // field path → key node
+}
+
+func newParser(file string) *parser {
+	return &parser{
+		file:  file,
+		nodes: make(map[string]*yaml.Node),
+		keys:  make(map[string]*yaml.Node),
+	}
+}
+
+// errorf records an error at n (the file as a whole if n is nil).
+func (p *parser) errorf(n *yaml.Node, path, format string, args ...any) {
+	e := &Error{File: p.file, Path: path, Msg: fmt.Sprintf(format, args...)}
+	if n != nil {
+		e.Line, e.Column = n.Line, n.Column
+	}
+	p.errs = append(p.errs, e)
+}
+
+// invalid records the usual "value is not valid (valid: ...)" error.
+func (p *parser) invalid(n *yaml.Node, path, valid string) {
+	p.errorf(n, path, "%q is not valid (valid: %s)", n.Value, valid)
+}
+
+// err returns the collected errors, sorted by position, joined.
+func (p *parser) err() error {
+	if len(p.errs) == 0 {
+		return nil
+	}
+	sort.SliceStable(p.errs, func(i, j int) bool {
+		a, b := p.errs[i], p.errs[j]
+		if a.Line != b.Line {
+			return a.Line < b.Line
+		}
+		return a.Column < b.Column
+	})
+	errs := make([]error, len(p.errs))
+	for i, e := range p.errs {
+		errs[i] = e
+	}
+	return errors.Join(errs...)
+}
+
+// has reports whether the field at path is present in the file.
+func (p *parser) has(path string) bool { return p.nodes[path] != nil }
+
+// at returns the node to blame for the field at path: its value if present,
+// else the value of the nearest enclosing field present, else the document.
+func (p *parser) at(path string) *yaml.Node {
+	for path != "" {
+		if n := p.nodes[path]; n != nil {
+			return n
+		}
+		i := strings.LastIndexAny(path, ".[")
+		if i < 0 {
+			break
+		}
+		path = path[:i]
+	}
+	return p.root
+}
+
+var yamlLineErr = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
+
+// parse decodes data and returns the configuration with defaults applied.
+func (p *parser) parse(data []byte) *Config {
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	var doc yaml.Node
+	if err := dec.Decode(&doc); err != nil {
+		if err == io.EOF {
+			p.empty()
+		} else {
+			p.syntaxError(err)
+		}
+		return nil
+	}
+	var extra yaml.Node
+	if err := dec.Decode(&extra); err == nil {
+		p.errorf(&extra, "", "a second YAML document (valid: exactly one document per file)")
+		return nil
+	} else if err != io.EOF {
+		p.syntaxError(err)
+		return nil
+	}
+	if len(doc.Content) == 0 {
+		p.empty()
+		return nil
+	}
+	p.root = resolve(doc.Content[0])
+	if isNull(p.root) {
+		p.empty()
+		return nil
+	}
+	c := new(Config)
+	p.config(p.root, c)
+	p.applyDefaults(c)
+	p.validate(c)
+	return c
+}
+
+func (p *parser) empty() {
+	p.errorf(nil, "", "the file is empty (required: %s)", strings.Join(requiredTop, ", "))
+}
+
+// syntaxError records an error from the YAML parser, whose messages read
+// "yaml: line N: what".
+func (p *parser) syntaxError(err error) {
+	msg := err.Error()
+	if m := yamlLineErr.FindStringSubmatch(msg); m != nil {
+		line, _ := strconv.Atoi(m[1])
+		p.errs = append(p.errs, &Error{File: p.file, Line: line, Msg: "YAML syntax: " + m[2]})
+		return
+	}
+	p.errs = append(p.errs, &Error{File: p.file, Msg: "YAML syntax: " + strings.TrimPrefix(msg, "yaml: ")})
+}
+
+// resolve follows aliases (*anchor) to the node they name.
+func resolve(n *yaml.Node) *yaml.Node {
+	for n != nil && n.Kind == yaml.AliasNode && n.Alias != nil {
+		n = n.Alias
+	}
+	return n
+}
+
+func isNull(n *yaml.Node) bool { return n.Kind == yaml.ScalarNode && n.ShortTag() == "!!null" }
+
+func join(path, name string) string {
+	if path == "" {
+		return name
+	}
+	return path + "." + name
+}
+
+func indexPath(path string, i int) string { return fmt.Sprintf("%s[%d]", path, i) }
+
+func kindName(n *yaml.Node) string {
+	switch n.Kind {
+	case yaml.MappingNode:
+		return "a mapping of fields"
+	case yaml.SequenceNode:
+		return "a list"
+	case yaml.ScalarNode:
+		if isNull(n) {
+			return "nothing"
+		}
+		return fmt.Sprintf("the value %q", n.Value)
+	}
+	return "something else"
+}
+
+// field is one key of a YAML mapping and how to parse its value.
+type field struct {
+	name  string
+	parse func(n *yaml.Node, path string)
+}
+
+// mapping parses the YAML mapping n at path: each key must be one of fields
+// and appear once, and every name in required must be present. A null value
+// (an empty section) counts as an empty mapping.
+func (p *parser) mapping(n *yaml.Node, path string, fields []field, required ...string) {
+	names := make([]string, len(fields))
+	for i, f := range fields {
+		names[i] = f.name
+	}
+	if n.Kind != yaml.MappingNode && !isNull(n) {
+		p.errorf(n, path, "expected a mapping of fields, got %s (valid here: %s)", kindName(n), strings.Join(names, ", "))
+		return
+	}
+	seen := make(map[string]*yaml.Node)
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := resolve(n.Content[i]), resolve(n.Content[i+1])
+		if k.Kind != yaml.ScalarNode {
+			p.errorf(k, path, "a field name must be a plain word, got %s (valid here: %s)", kindName(k), strings.Join(names, ", "))
+			continue
+		}
+		var f *field
+		for j := range fields {
+			if fields[j].name == k.Value {
+				f = &fields[j]
+				break
+			}
+		}
+		if f == nil {
+			hint := ""
+			if s := suggest(k.Value, names); s != "" {
+				hint = fmt.Sprintf("; did you mean %q?", s)
+			}
+			p.errorf(k, path, "unknown field %q (valid here: %s%s)", k.Value, strings.Join(names, ", "), hint)
+			continue
+		}
+		if first := seen[k.Value]; first != nil {
+			p.errorf(k, path, "duplicate field %q (first at line %d; valid: each field once)", k.Value, first.Line)
+			continue
+		}
+		seen[k.Value] = k
+		child := join(path, k.Value)
+		p.nodes[child], p.keys[child] = v, k
+		f.parse(v, child)
+	}
+	for _, r := range required {
+		if seen[r] == nil {
+			at := n
+			if k := p.keys[path]; k != nil {
+				at = k
+			}
+			p.errorf(at, path, "missing required field %q (%s)", r, requiredHint[genericPath(join(path, r))])
+		}
+	}
+}
+
+// requiredHint describes each required field, by genericPath.
+var requiredHint = map[string]string{
+	"name":               "the node's name, e.g. name: spoke1",
+	"tunnel":             "a section with at least address and source",
+	"nhrp":               "a section with at least network-id",
+	"tunnel.address":     "this node's overlay address with the tunnel subnet length, e.g. address: 10.0.0.11/24",
+	"tunnel.source":      "this node's NBMA address, e.g. source: 198.51.100.1",
+	"nhrp.network-id":    "an integer 1..4294967295, e.g. network-id: 1",
+	"nhrp.nhs[].address": "the hub's overlay address, e.g. address: 10.0.0.1",
+	"nhrp.nhs[].nbma":    "the hub's NBMA address, e.g. nbma: 192.0.2.1",
+	"nhrp.map[].address": "the peer's overlay address, e.g. address: 10.0.0.2",
+	"nhrp.map[].nbma":    "the peer's NBMA address, e.g. nbma: 192.0.2.2",
+	"routes[].prefix":    "the destination, e.g. prefix: 10.1.0.0/16",
+	"routes[].via":       "the next hop on the tunnel subnet, e.g. via: 10.0.0.1",
+}
+
+var indexRe = regexp.MustCompile(`\[\d+\]`)
+
+// genericPath replaces list indexes in path by []: nhrp.nhs[1].nbma becomes
+// nhrp.nhs[].nbma.
+func genericPath(path string) string { return indexRe.ReplaceAllString(path, "[]") }
+
+// list parses the YAML sequence n at path, calling item for each element.
+// A null value (an empty list) counts as an empty list.
+func (p *parser) list(n *yaml.Node, path, valid string, item func(n *yaml.Node, path string)) {
+	if isNull(n) {
+		return
+	}
+	if n.Kind != yaml.SequenceNode {
+		p.errorf(n, path, "expected a list, got %s (valid: %s)", kindName(n), valid)
+		return
+	}
+	for i, e := range n.Content {
+		e = resolve(e)
+		ip := indexPath(path, i)
+		p.nodes[ip] = e
+		item(e, ip)
+	}
+}
+
+// scalar checks that n is a single value and returns its text.
+func (p *parser) scalar(n *yaml.Node, path, valid string) (string, bool) {
+	if n.Kind != yaml.ScalarNode {
+		p.errorf(n, path, "expected a single value, got %s (valid: %s)", kindName(n), valid)
+		return "", false
+	}
+	if isNull(n) {
+		at := n
+		if k := p.keys[path]; k != nil && k.Line == n.Line {
+			at = k // "key:" with nothing after it: blame the key
+		}
+		p.errorf(at, path, "has no value (valid: %s)", valid)
+		return "", false
+	}
+	return n.Value, true
+}
+
+// str parses a string. Any scalar is taken as its literal text, so
+// "authentication: 1234" is the string "1234".
+func (p *parser) str(n *yaml.Node, path, valid string) (string, bool) {
+	s, ok := p.scalar(n, path, valid)
+	if ok && s == "" {
+		p.errorf(n, path, "is empty (valid: %s)", valid)
+		return "", false
+	}
+	return s, ok
+}
+
+// parseInt parses the text of a YAML integer: decimal (a leading 0 does not
+// make it octal), or 0x, 0o, 0b prefixed; '_' separators are allowed.
+func parseInt(s string) (int64, error) {
+	s = strings.ReplaceAll(s, "_", "")
+	v, err := strconv.ParseInt(s, 10, 64)
+	if err != nil {
+		v, err = strconv.ParseInt(s, 0, 64)
+	}
+	return v, err
+}
+
+// integer parses an integer in min..max. valid describes the valid values.
+func (p *parser) integer(n *yaml.Node, path string, min, max int64, valid string) (int64, bool) {
+	if _, ok := p.scalar(n, path, valid); !ok {
+		return 0, false
+	}
+	v, err := parseInt(n.Value)
+	if err == nil && n.Style&(yaml.DoubleQuotedStyle|yaml.SingleQuotedStyle|yaml.LiteralStyle|yaml.FoldedStyle) != 0 {
+		p.errorf(n, path, "%q is quoted, which makes it a string (valid: %s, without quotes)", n.Value, valid)
+		return 0, false
+	}
+	// The tag is not checked: YAML calls 08 a float, but it is plainly 8.
+	if err != nil || v < min || v > max {
+		p.invalid(n, path, valid)
+		return 0, false
+	}
+	return v, true
+}
+
+// boolean parses true or false.
+func (p *parser) boolean(n *yaml.Node, path string) (bool, bool) {
+	const valid = "true, false"
+	if _, ok := p.scalar(n, path, valid); !ok {
+		return false, false
+	}
+	var b bool
+	if n.ShortTag() != "!!bool" || n.Decode(&b) != nil {
+		p.invalid(n, path, valid)
+		return false, false
+	}
+	return b, true
+}
+
+// durationText parses a Go duration ("600s", "10m") or a plain integer
+// number of seconds.
+func durationText(s string) (time.Duration, bool) {
+	if v, err := strconv.ParseInt(s, 10, 64); err == nil {
+		if v > int64(time.Duration(1<<63-1)/time.Second) || v < -int64(time.Duration(1<<63-1)/time.Second) {
+			return 0, false
+		}
+		return time.Duration(v) * time.Second, true
+	}
+	d, err := time.ParseDuration(s)
+	return d, err == nil
+}
+
+// duration parses a duration of whole seconds in min..max, also accepting 0
+// if zero is set.
+func (p *parser) duration(n *yaml.Node, path string, min, max time.Duration, zero bool, valid string) (time.Duration, bool) {
+	if _, ok := p.scalar(n, path, valid); !ok {
+		return 0, false
+	}
+	d, ok := durationText(n.Value)
+	if !ok {
+		p.invalid(n, path, valid)
+		return 0, false
+	}
+	if d == 0 && zero {
+		return 0, true
+	}
+	if d < min || d > max || d%time.Second != 0 {
+		p.invalid(n, path, valid)
+		return 0, false
+	}
+	return d, true
+}
+
+// unicast reports why a is not usable as a unicast peer address, or "".
+func unicastProblem(a netip.Addr) string {
+	switch {
+	case a.Zone() != "":
+		return "has a zone"
+	case a.Is4In6():
+		return "is an IPv4-mapped IPv6 address"
+	case a.IsUnspecified():
+		return "is the unspecified address"
+	case a.IsMulticast():
+		return "is a multicast address"
+	case a == netip.AddrFrom4([4]byte{255, 255, 255, 255}):
+		return "is the broadcast address"
+	}
+	return ""
+}
+
+// addr parses a unicast IP address literal (IPv4 or IPv6). valid describes
+// a valid value, e.g. "an IPv4 or IPv6 address such as 192.0.2.1".
+func (p *parser) addr(n *yaml.Node, path, valid string) (netip.Addr, bool) {
+	s, ok := p.str(n, path, valid)
+	if !ok {
+		return netip.Addr{}, false
+	}
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		if pf, perr := netip.ParsePrefix(s); perr == nil {
+			p.errorf(n, path, "%q is a prefix (valid: %s, without /%d)", s, valid, pf.Bits())
+		} else {
+			p.invalid(n, path, valid)
+		}
+		return netip.Addr{}, false
+	}
+	if why := unicastProblem(a); why != "" {
+		if a.Is4In6() {
+			valid = "the IPv4 form " + a.Unmap().String()
+		}
+		p.errorf(n, path, "%q %s (valid: %s)", s, why, valid)
+		return netip.Addr{}, false
+	}
+	return a, true
+}
+
+func family(a netip.Addr) string {
+	if a.Is4() {
+		return "IPv4"
+	}
+	return "IPv6"
+}
+
+// Field parsers, one per section.
+
+var (
+	requiredTop = []string{"name", "tunnel", "nhrp"}
+	nameRe      = regexp.MustCompile(`^[a-z0-9][a-z0-9-]*$`)
+	logLevels   = []struct {
+		name  string
+		level slog.Level
+	}{{"debug", slog.LevelDebug}, {"info", slog.LevelInfo}, {"warn", slog.LevelWarn}, {"error", slog.LevelError}}
+	transports = []underlay.Transport{underlay.TransportGRE, underlay.TransportUDP}
+)
+
+const (
+	validName      = "1 to 63 characters from a-z, 0-9 and '-', not starting with '-', e.g. spoke1"
+	validSocket    = "a Unix socket path of at most 107 bytes, e.g. /run/dmvpn/spoke1.sock"
+	validAddr      = "an IPv4 or IPv6 address such as 192.0.2.1"
+	validHoldtime  = "whole seconds from 1s to 65535s, as a duration such as 600s or 10m, or an integer number of seconds"
+	validRegTime   = "0s for holdtime/3, or whole seconds from 1s to less than nhrp.holdtime, e.g. 200s"
+	validMaxSend   = "PACKETS/INTERVAL with 1..65535 packets and an interval of whole seconds from 1s to 65535s, e.g. 10000/10s"
+	validNHSList   = "a list of hubs, each with address, nbma and optionally port"
+	validMapList   = "a list of static mappings, each with address, nbma and optionally port and multicast"
+	validRouteList = "a list of routes, each with prefix and via"
+)
+
+func (p *parser) config(n *yaml.Node, c *Config) {
+	p.mapping(n, "", []field{
+		{"name", func(n *yaml.Node, path string) {
+			if s, ok := p.str(n, path, validName); ok {
+				if len(s) > MaxNameLen || !nameRe.MatchString(s) {
+					p.invalid(n, path, validName)
+				} else {
+					c.Name = s
+				}
+			}
+		}},
+		{"log-level", func(n *yaml.Node, path string) {
+			names := make([]string, len(logLevels))
+			for i, l := range logLevels {
+				names[i] = l.name
+			}
+			valid := strings.Join(names, ", ")
+			if s, ok := p.str(n, path, valid); ok {
+				for _, l := range logLevels {
+					if s == l.name {
+						c.LogLevel = l.level
+						return
+					}
+				}
+				p.invalid(n, path, valid)
+			}
+		}},
+		{"api-socket", func(n *yaml.Node, path string) {
+			if s, ok := p.str(n, path, validSocket); ok {
+				if len(s) > MaxSocketLen || strings.ContainsRune(s, 0) {
+					p.invalid(n, path, validSocket)
+				} else {
+					c.APISocket = s
+				}
+			}
+		}},
+		{"tunnel", func(n *yaml.Node, path string) { p.tunnel(n, path, &c.Tunnel) }},
+		{"nhrp", func(n *yaml.Node, path string) { p.nhrp(n, path, &c.NHRP) }},
+		{"routes", func(n *yaml.Node, path string) {
+			p.list(n, path, validRouteList, func(n *yaml.Node, path string) {
+				var r Route
+				p.route(n, path, &r)
+				c.Routes = append(c.Routes, r)
+			})
+		}},
+	}, requiredTop...)
+}
+
+func (p *parser) tunnel(n *yaml.Node, path string, t *Tunnel) {
+	p.mapping(n, path, []field{
+		{"device", func(n *yaml.Node, path string) {
+			const valid = "a Linux interface name of 1 to 15 bytes without '/', ':' or whitespace, e.g. dmvpn0"
+			s, ok := p.str(n, path, valid)
+			if !ok {
+				return
+			}
+			switch {
+			case len(s) > MaxDeviceLen:
+				p.errorf(n, path, "%q is %d bytes long (valid: %s)", s, len(s), valid)
+			case s == "." || s == "..":
+				p.invalid(n, path, valid)
+			case strings.ContainsAny(s, "/:") || strings.IndexFunc(s, isSpace) >= 0:
+				p.errorf(n, path, "%q contains '/', ':' or whitespace (valid: %s)", s, valid)
+			default:
+				t.Device = s
+			}
+		}},
+		{"address", func(n *yaml.Node, path string) {
+			const valid = "this node's overlay address with the tunnel subnet length, e.g. 10.0.0.11/24 or 2001:db8:100::11/64"
+			s, ok := p.str(n, path, valid)
+			if !ok {
+				return
+			}
+			pf, err := netip.ParsePrefix(s)
+			if err != nil {
+				if a, aerr := netip.ParseAddr(s); aerr == nil && a.Zone() == "" {
+					bits := 24
+					if a.Is6() {
+						bits = 64
+					}
+					p.errorf(n, path, "%q has no subnet length (valid: %s, e.g. %s/%d)", s, valid, a, bits)
+				} else {
+					p.invalid(n, path, valid)
+				}
+				return
+			}
+			a := pf.Addr()
+			if why := unicastProblem(a); why != "" || a.IsLoopback() {
+				if why == "" {
+					why = "is a loopback address"
+				}
+				p.errorf(n, path, "%q %s (valid: %s)", s, why, valid)
+				return
+			}
+			if a.Is4() && pf.Bits() <= 30 {
+				last := lastAddr(pf.Masked())
+				if a == pf.Masked().Addr() || a == last {
+					what := "network"
+					if a == last {
+						what = "broadcast"
+					}
+					p.errorf(n, path, "%q is the %s address of %s (valid: a host address in %s, e.g. %s/%d)",
+						s, what, pf.Masked(), pf.Masked(), pf.Masked().Addr().Next(), pf.Bits())
+					return
+				}
+			}
+			t.Address = pf
+		}},
+		{"source", func(n *yaml.Node, path string) {
+			const valid = "this node's NBMA address as an IP address literal, e.g. 198.51.100.1"
+			t.Source, _ = p.addr(n, path, valid)
+		}},
+		{"key", func(n *yaml.Node, path string) {
+			if v, ok := p.integer(n, path, 0, 1<<32-1, "an integer 0..4294967295"); ok {
+				k := uint32(v)
+				t.Key = &k
+			}
+		}},
+		{"mtu", func(n *yaml.Node, path string) {
+			if v, ok := p.integer(n, path, MinMTU, MaxMTU, "an integer 576..9000, at least 1280 with an IPv6 tunnel.address"); ok {
+				t.MTU = int(v)
+			}
+		}},
+		{"transport", func(n *yaml.Node, path string) {
+			names := make([]string, len(transports))
+			for i, tr := range transports {
+				names[i] = tr.String()
+			}
+			valid := strings.Join(names, ", ")
+			if s, ok := p.str(n, path, valid); ok {
+				tr, err := underlay.ParseTransport(s)
+				if err != nil {
+					p.invalid(n, path, valid)
+					return
+				}
+				t.Transport = tr
+			}
+		}},
+		{"udp-port", func(n *yaml.Node, path string) {
+			if v, ok := p.integer(n, path, 1, 65535, "a UDP port 1..65535"); ok {
+				t.UDPPort = uint16(v)
+			}
+		}},
+	}, "address", "source")
+}
+
+func isSpace(r rune) bool {
+	return r == ' ' || r == '\t' || r == '\n' || r == '\r' || r == '\v' || r == '\f'
+}
+
+// lastAddr returns the last address of the masked prefix pf.
+func lastAddr(pf netip.Prefix) netip.Addr {
+	b := pf.Addr().As16()
+	n := 128 - pf.Bits()
+	if pf.Addr().Is4() {
+		n = 32 - pf.Bits()
+	}
+	for i := 15; n > 0; i-- {
+		m := n
+		if m > 8 {
+			m = 8
+		}
+		b[i] |= byte(1<<m - 1)
+		n -= m
+	}
+	a := netip.AddrFrom16(b)
+	if pf.Addr().Is4() {
+		a = a.Unmap()
+	}
+	return a
+}
+
+func (p *parser) nhrp(n *yaml.Node, path string, h *NHRP) {
+	p.mapping(n, path, []field{
+		{"network-id", func(n *yaml.Node, path string) {
+			if v, ok := p.integer(n, path, 1, 1<<32-1, "an integer 1..4294967295"); ok {
+				h.NetworkID = uint32(v)
+			}
+		}},
+		{"holdtime", func(n *yaml.Node, path string) {
+			h.Holdtime, _ = p.duration(n, path, MinHoldtime, MaxHoldtime, false, validHoldtime)
+		}},
+		{"registration-timeout", func(n *yaml.Node, path string) {
+			h.RegistrationTimeout, _ = p.duration(n, path, time.Second, MaxHoldtime-time.Second, true, validRegTime)
+		}},
+		{"authentication", func(n *yaml.Node, path string) {
+			const valid = "a string of 1 to 8 bytes"
+			if s, ok := p.str(n, path, valid); ok {
+				if len(s) > MaxAuthLen {
+					p.errorf(n, path, "is %d bytes long (valid: %s; Cisco sends at most 8)", len(s), valid)
+					return
+				}
+				h.Authentication = s
+			}
+		}},
+		{"nhs", func(n *yaml.Node, path string) {
+			p.list(n, path, validNHSList, func(n *yaml.Node, path string) {
+				var s NHS
+				p.peer(n, path, &s.Address, &s.NBMA, &s.Port, nil)
+				h.NHS = append(h.NHS, s)
+			})
+		}},
+		{"map", func(n *yaml.Node, path string) {
+			p.list(n, path, validMapList, func(n *yaml.Node, path string) {
+				var m StaticMap
+				p.peer(n, path, &m.Address, &m.NBMA, &m.Port, &m.Multicast)
+				h.Map = append(h.Map, m)
+			})
+		}},
+		{"shortcut", func(n *yaml.Node, path string) { h.Shortcut, _ = p.boolean(n, path) }},
+		{"redirect", func(n *yaml.Node, path string) { h.Redirect, _ = p.boolean(n, path) }},
+		{"unique", func(n *yaml.Node, path string) { h.Unique, _ = p.boolean(n, path) }},
+		{"max-send", func(n *yaml.Node, path string) {
+			s, ok := p.str(n, path, validMaxSend)
+			if !ok {
+				return
+			}
+			count, per, found := strings.Cut(s, "/")
+			if !found {
+				p.invalid(n, path, validMaxSend)
+				return
+			}
+			c, err := strconv.Atoi(strings.TrimSpace(count))
+			d, dok := durationText(strings.TrimSpace(per))
+			if err != nil || c < 1 || c > 65535 || !dok || d < time.Second || d > 65535*time.Second || d%time.Second != 0 {
+				p.invalid(n, path, validMaxSend)
+				return
+			}
+			h.MaxSend = Rate{Packets: c, Interval: d}
+		}},
+	}, "network-id")
+}
+
+// peer parses an nhs or map entry: address, nbma, port and, for map
+// entries (multicast != nil), multicast.
+func (p *parser) peer(n *yaml.Node, path string, addr, nbma *netip.Addr, port *uint16, multicast *bool) {
+	fields := []field{
+		{"address", func(n *yaml.Node, path string) {
+			*addr, _ = p.addr(n, path, "an overlay address in the tunnel subnet, e.g. 10.0.0.1")
+		}},
+		{"nbma", func(n *yaml.Node, path string) {
+			*nbma, _ = p.addr(n, path, "an NBMA address as an IP address literal, e.g. 192.0.2.1")
+		}},
+		{"port", func(n *yaml.Node, path string) {
+			if v, ok := p.integer(n, path, 1, 65535, "a UDP port 1..65535"); ok {
+				*port = uint16(v)
+			}
+		}},
+	}
+	if multicast != nil {
+		fields = append(fields, field{"multicast", func(n *yaml.Node, path string) { *multicast, _ = p.boolean(n, path) }})
+	}
+	p.mapping(n, path, fields, "address", "nbma")
+}
+
+func (p *parser) route(n *yaml.Node, path string, r *Route) {
+	p.mapping(n, path, []field{
+		{"prefix", func(n *yaml.Node, path string) {
+			const valid = "a destination prefix such as 10.1.0.0/16"
+			s, ok := p.str(n, path, valid)
+			if !ok {
+				return
+			}
+			pf, err := netip.ParsePrefix(s)
+			if err != nil {
+				if a, aerr := netip.ParseAddr(s); aerr == nil && a.Zone() == "" {
+					p.errorf(n, path, "%q has no prefix length (valid: %s; a single host is %s)", s, valid, netip.PrefixFrom(a, a.BitLen()))
+				} else {
+					p.invalid(n, path, valid)
+				}
+				return
+			}
+			if pf.Addr().Is4In6() {
+				p.errorf(n, path, "%q is an IPv4-mapped IPv6 prefix (valid: %s)", s, valid)
+				return
+			}
+			if m := pf.Masked(); m != pf {
+				p.errorf(n, path, "%q has host bits set (valid: %s)", s, m)
+				return
+			}
+			r.Prefix = pf
+		}},
+		{"via", func(n *yaml.Node, path string) {
+			r.Via, _ = p.addr(n, path, "a next hop in the tunnel subnet, e.g. 10.0.0.1")
+		}},
+	}, "prefix", "via")
+}
+
+// suggest returns the name in valid that s was most likely meant to be, or
+// "". It catches case and separator slips (log_level, networkId) and typos
+// within a small edit distance.
+func suggest(s string, valid []string) string {
+	norm := func(s string) string {
+		return strings.Map(func(r rune) rune {
+			if r == '-' || r == '_' || r == ' ' {
+				return -1
+			}
+			return r
+		}, strings.ToLower(s))
+	}
+	ns := norm(s)
+	for _, v := range valid {
+		if norm(v) == ns {
+			return v
+		}
+	}
+	best, bestDist := "", 3
+	for _, v := range valid {
+		if d := editDistance(ns, norm(v)); d < bestDist && d <= len(v)/2 {
+			best, bestDist = v, d
+		}
+	}
+	return best
+}
+
+// editDistance is the Levenshtein distance between a and b, in bytes.
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
+}

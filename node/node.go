@@ -1,0 +1,271 @@
+// Package node assembles one DMVPN node from its configuration: overlay
+// device, underlay sockets, FIB, NHRP cache, NHRP engine and data plane. It
+// owns the goroutines and the timer; it holds no protocol logic of its own.
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"sync"
+	"time"
+
+	"golang.zx2c4.com/wireguard/tun"
+
+	"github.com/dmvpn/dmvpn/clock"
+	"github.com/dmvpn/dmvpn/config"
+	"github.com/dmvpn/dmvpn/dataplane"
+	"github.com/dmvpn/dmvpn/fib"
+	"github.com/dmvpn/dmvpn/nhrp/cache"
+	"github.com/dmvpn/dmvpn/nhrp/engine"
+	"github.com/dmvpn/dmvpn/overlay"
+	"github.com/dmvpn/dmvpn/underlay"
+)
+
+// ListenFunc opens an underlay socket for a transport at a local endpoint.
+type ListenFunc func(local netip.AddrPort, t underlay.Transport) (underlay.Conn, error)
+
+// Options are the node's dependencies; zero values mean "the real thing".
+type Options struct {
+	// Device is the overlay device; nil creates and configures a real TUN.
+	Device tun.Device
+	// Listen opens underlay sockets; nil opens raw GRE / UDP sockets.
+	Listen ListenFunc
+	Clock  clock.Clock
+	Log    *slog.Logger
+}
+
+// Node is one running DMVPN node.
+type Node struct {
+	cfg    *config.Config
+	opts   Options
+	log    *slog.Logger
+	clk    clock.Clock
+	fib    *fib.Table
+	cache  *cache.Cache
+	engine *engine.Engine
+	plane  *dataplane.Plane
+	dev    tun.Device
+	conns  []underlay.Conn
+	start  time.Time
+	wake   chan struct{}
+}
+
+// New builds a node: it opens the underlay sockets and the overlay device
+// but does not start traffic (Run does).
+func New(cfg *config.Config, opts Options) (n *Node, err error) {
+	if opts.Clock == nil {
+		opts.Clock = clock.Real{}
+	}
+	if opts.Log == nil {
+		opts.Log = slog.Default()
+	}
+	if opts.Listen == nil {
+		opts.Listen = listenReal
+	}
+	n = &Node{cfg: cfg, opts: opts, log: opts.Log.With("node", cfg.Name), clk: opts.Clock,
+		fib: fib.New(), cache: cache.New(), wake: make(chan struct{}, 1)}
+	defer func() {
+		if err != nil {
+			n.closeAll()
+		}
+	}()
+
+	// Underlay first: with a raw GRE socket open the kernel stops answering
+	// GRE with ICMP protocol-unreachable, so peers never see us half up.
+	for _, t := range transports(cfg) {
+		local := netip.AddrPortFrom(cfg.Tunnel.Source, 0)
+		if t == underlay.TransportUDP {
+			local = cfg.Tunnel.LocalEndpoint()
+		}
+		c, err := opts.Listen(local, t)
+		if err != nil {
+			return nil, fmt.Errorf("node %s: listen %v on %v: %w", cfg.Name, t, local, err)
+		}
+		n.conns = append(n.conns, c)
+	}
+
+	subnet := cfg.Tunnel.Subnet()
+	n.fib.Add(fib.Route{Prefix: subnet, Source: fib.SourceConnected})
+	var kernelRoutes []netip.Prefix
+	for _, r := range cfg.Routes {
+		n.fib.Add(fib.Route{Prefix: r.Prefix, NextHop: r.Via, Source: fib.SourceStatic})
+		kernelRoutes = append(kernelRoutes, r.Prefix)
+	}
+
+	if opts.Device != nil {
+		n.dev = opts.Device
+	} else {
+		d, err := overlay.Create(cfg.Tunnel.Device, cfg.Tunnel.MTU, cfg.Tunnel.Address, kernelRoutes)
+		if err != nil {
+			return nil, fmt.Errorf("node %s: %w", cfg.Name, err)
+		}
+		n.dev = d
+	}
+
+	ecfg := engine.Config{
+		Address:              cfg.Tunnel.Address,
+		NBMA:                 cfg.Tunnel.Source,
+		MTU:                  uint16(cfg.Tunnel.MTU),
+		Holdtime:             cfg.NHRP.Holdtime,
+		RegistrationInterval: cfg.NHRP.RegistrationTimeout,
+		Authentication:       []byte(cfg.NHRP.Authentication),
+		Unique:               cfg.NHRP.Unique,
+	}
+	var nhsAddrs []netip.Addr
+	for _, s := range cfg.NHRP.NHS {
+		ecfg.NHS = append(ecfg.NHS, engine.NHS{Protocol: s.Address, NBMA: s.Endpoint(), Transport: cfg.Tunnel.Transport})
+		nhsAddrs = append(nhsAddrs, s.Address)
+	}
+	for _, m := range cfg.NHRP.Map {
+		ecfg.Static = append(ecfg.Static, engine.StaticMap{Protocol: m.Address, NBMA: m.Endpoint(),
+			Transport: cfg.Tunnel.Transport, Multicast: m.Multicast})
+	}
+
+	dcfg := dataplane.Config{Local: cfg.Tunnel.Address.Addr(), Subnet: subnet, NHS: nhsAddrs}
+	if cfg.Tunnel.Key != nil {
+		dcfg.Key, dcfg.KeyPresent = *cfg.Tunnel.Key, true
+	}
+	n.plane = dataplane.New(dcfg, n.dev, n.conns, n.fib, n.cache, n.handleControl, n.log)
+	n.engine, err = engine.New(ecfg, n.cache, n.plane, n.log)
+	if err != nil {
+		return nil, fmt.Errorf("node %s: %w", cfg.Name, err)
+	}
+	return n, nil
+}
+
+// transports lists the underlays a node listens on: its configured one,
+// and on a hub GRE-in-UDP as well, so spokes behind NAT (which cannot use
+// raw GRE) can always reach it.
+func transports(cfg *config.Config) []underlay.Transport {
+	ts := []underlay.Transport{cfg.Tunnel.Transport}
+	if cfg.IsHub() && cfg.Tunnel.Transport != underlay.TransportUDP {
+		ts = append(ts, underlay.TransportUDP)
+	}
+	return ts
+}
+
+func listenReal(local netip.AddrPort, t underlay.Transport) (underlay.Conn, error) {
+	switch t {
+	case underlay.TransportGRE:
+		return underlay.ListenGRE(local.Addr())
+	case underlay.TransportUDP:
+		return underlay.ListenUDP(local)
+	}
+	return nil, fmt.Errorf("unknown transport %v", t)
+}
+
+func (n *Node) handleControl(peer netip.AddrPort, t underlay.Transport, pkt []byte) {
+	n.engine.HandlePacket(n.clk.Now(), peer, t, pkt)
+	n.poke()
+}
+
+// poke wakes the timer loop to recompute its deadline.
+func (n *Node) poke() {
+	select {
+	case n.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Run starts traffic and NHRP and blocks until ctx is done; then it
+// deregisters, closes the sockets and removes the overlay device.
+func (n *Node) Run(ctx context.Context) error {
+	n.start = n.clk.Now()
+	var wg sync.WaitGroup
+	errc := make(chan error, len(n.conns)+1)
+	for _, c := range n.conns {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := n.plane.RunUnderlay(c); err != nil {
+				errc <- err
+			}
+		}()
+	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		if err := n.plane.RunOverlay(); err != nil {
+			errc <- err
+		}
+	}()
+	n.log.Info("dmvpn node up", "address", n.cfg.Tunnel.Address, "nbma", n.cfg.Tunnel.Source,
+		"transport", n.cfg.Tunnel.Transport, "role", n.Role())
+	n.engine.Start(n.clk.Now())
+
+	var runErr error
+	var timer clock.Timer
+loop:
+	for {
+		next := n.engine.NextDeadline()
+		if timer != nil {
+			timer.Stop()
+			timer = nil
+		}
+		if !next.IsZero() {
+			timer = n.clk.AfterFunc(max(next.Sub(n.clk.Now()), 0), n.poke)
+		}
+		select {
+		case <-ctx.Done():
+			break loop
+		case runErr = <-errc:
+			n.log.Error("data plane stopped", "err", runErr)
+			break loop
+		case <-n.wake:
+			n.engine.Tick(n.clk.Now())
+		}
+	}
+	if timer != nil {
+		timer.Stop()
+	}
+	n.engine.Shutdown(n.clk.Now())
+	n.closeAll()
+	wg.Wait()
+	n.log.Info("dmvpn node down")
+	return runErr
+}
+
+func (n *Node) closeAll() {
+	var errs []error
+	for _, c := range n.conns {
+		errs = append(errs, c.Close())
+	}
+	if n.dev != nil {
+		errs = append(errs, n.dev.Close())
+	}
+	if err := errors.Join(errs...); err != nil {
+		n.log.Debug("close", "err", err)
+	}
+}
+
+// Role is "hub" or "spoke".
+func (n *Node) Role() string {
+	if n.cfg.IsHub() {
+		return "hub"
+	}
+	return "spoke"
+}
+
+// Config returns the node's configuration.
+func (n *Node) Config() *config.Config { return n.cfg }
+
+// Cache returns the NHRP cache.
+func (n *Node) Cache() *cache.Cache { return n.cache }
+
+// FIB returns the forwarding table.
+func (n *Node) FIB() *fib.Table { return n.fib }
+
+// Engine returns the NHRP engine.
+func (n *Node) Engine() *engine.Engine { return n.engine }
+
+// Plane returns the data plane.
+func (n *Node) Plane() *dataplane.Plane { return n.plane }
+
+// Started is when Run began.
+func (n *Node) Started() time.Time { return n.start }
+
+// Now is the node's clock.
+func (n *Node) Now() time.Time { return n.clk.Now() }

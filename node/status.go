@@ -1,0 +1,127 @@
+package node
+
+import (
+	"strings"
+
+	"github.com/dmvpn/dmvpn/api"
+	"github.com/dmvpn/dmvpn/nhrp/cache"
+	"github.com/dmvpn/dmvpn/nhrp/engine"
+)
+
+var _ api.Provider = (*Node)(nil)
+
+// DMVPN is the `show dmvpn` view: on a spoke its NHSes with their
+// registration state, on a hub every peer in the cache.
+func (n *Node) DMVPN() api.DMVPN {
+	now := n.clk.Now()
+	d := api.DMVPN{
+		Node: n.cfg.Name, Role: n.Role(), Interface: n.cfg.Tunnel.Device,
+		Address: n.cfg.Tunnel.Address.String(), NBMA: n.cfg.Tunnel.Source.String(),
+		Transport: n.cfg.Tunnel.Transport.String(), NetworkID: n.cfg.NHRP.NetworkID,
+		Peers: []api.Peer{},
+	}
+	nhs := map[string]engine.NHSStatus{}
+	for _, s := range n.engine.NHSStatus() {
+		nhs[s.Protocol.String()] = s
+	}
+	for _, e := range n.cache.All() {
+		if e.Type == cache.Negative {
+			continue
+		}
+		p := api.Peer{
+			PeerNBMA: e.NBMA.Addr().String(), PeerTunnel: e.Protocol.String(), Type: e.Type.String(),
+			Attributes: e.Attributes(), NAT: e.NAT, Transport: e.Transport.String(), Since: e.Created, State: "UP",
+		}
+		if e.NBMA.Port() != 0 {
+			p.PeerNBMA = e.NBMA.String()
+		}
+		if e.ClaimedNBMA != e.NBMA.Addr() {
+			p.ClaimedNBMA = e.ClaimedNBMA.String()
+		}
+		if s, ok := nhs[p.PeerTunnel]; ok {
+			p.Since = s.Since
+			switch s.State {
+			case engine.StateUp:
+				p.State = "UP"
+			case engine.StateRegistering:
+				p.State = "NHRP"
+			default:
+				p.State = strings.ToUpper(s.State)
+			}
+			p.Reason = s.LastError
+			if s.State == engine.StateRegistering && s.Attempts > 1 {
+				p.Reason = "no reply from NHS yet (check reachability, tunnel key and transport)"
+			}
+			if s.NATAddress.IsValid() {
+				p.Reason = strings.TrimSpace(p.Reason + " we are NATed, the NHS sees us as " + s.NATAddress.Addr().String())
+			}
+		}
+		p.UpDown = api.UpDown(now.Sub(p.Since))
+		d.Peers = append(d.Peers, p)
+	}
+	return d
+}
+
+// NHRP is the `show nhrp` view of the cache.
+func (n *Node) NHRP() []api.NHRPEntry {
+	out := []api.NHRPEntry{}
+	for _, e := range n.cache.All() {
+		x := api.NHRPEntry{
+			Protocol: e.Protocol.String(), Prefix: e.Prefix.String(), NBMA: e.NBMA.String(),
+			ClaimedNBMA: e.ClaimedNBMA.String(), Type: e.Type.String(), Transport: e.Transport.String(),
+			Created: e.Created, Flags: []string{},
+		}
+		if e.NBMA.Port() == 0 {
+			x.NBMA = e.NBMA.Addr().String()
+		}
+		if !e.Expires.IsZero() {
+			exp := e.Expires
+			x.Expires = &exp
+			x.HoldingTime = e.HoldingTime.String()
+		}
+		for _, f := range []struct {
+			on   bool
+			name string
+		}{{e.NHS, "nhs"}, {e.Unique, "unique"}, {e.NAT, "nat"}, {e.Multicast, "multicast"}, {e.Used.Load(), "used"}, {e.Type == cache.Static && !e.Up && e.NHS, "down"}} {
+			if f.on {
+				x.Flags = append(x.Flags, f.name)
+			}
+		}
+		out = append(out, x)
+	}
+	return out
+}
+
+// Routes is the `show routes` view of the FIB.
+func (n *Node) Routes() []api.Route {
+	out := []api.Route{}
+	for _, r := range n.fib.Routes() {
+		nh := "directly connected"
+		if r.NextHop.IsValid() {
+			nh = r.NextHop.String()
+		}
+		out = append(out, api.Route{Prefix: r.Prefix.String(), NextHop: nh, Source: r.Source.String(), Best: n.fib.Best(r)})
+	}
+	return out
+}
+
+// Stats returns the counters.
+func (n *Node) Stats() api.Stats {
+	d := n.plane.Stats()
+	e := n.engine.Stats()
+	return api.Stats{
+		DataPlane: map[string]uint64{
+			"overlay_rx": d.OverlayRx, "overlay_tx": d.OverlayTx, "underlay_rx": d.UnderlayRx, "underlay_tx": d.UnderlayTx,
+			"hairpinned": d.Hairpinned, "control_rx": d.ControlRx, "control_tx": d.ControlTx, "multicast": d.Multicast,
+			"no_route": d.NoRoute, "no_peer": d.NoPeer, "ttl_expired": d.TTLExpire, "key_mismatch": d.KeyMismatch,
+			"bad_gre": d.BadGRE, "bad_inner": d.BadInner, "loop": d.Loop, "write_errors": d.WriteErrors,
+		},
+		NHRP: map[string]uint64{
+			"received": e.Received, "sent": e.Sent, "malformed": e.Malformed, "auth_failures": e.AuthFailures,
+			"error_indications_sent": e.ErrorIndicationsSent, "error_indications_received": e.ErrorIndicationsRecvd,
+			"registrations_accepted": e.RegistrationsAccepted, "registrations_refused": e.RegistrationsRefused,
+			"purges_received": e.PurgesReceived, "expired_entries": e.ExpiredEntries,
+		},
+	}
+}
+
