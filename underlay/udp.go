@@ -1,0 +1,57 @@
+//go:build linux
+
+package underlay
+
+import (
+	"fmt"
+	"net"
+	"net/netip"
+)
+
+// UDPConn carries GRE in UDP (RFC 8086) on an ordinary UDP socket, the
+// NAT-safe transport. Peer is the source address and port as the packet
+// arrived, that is after any NAT on the way: replies must go back to exactly
+// that endpoint, which is what a NAT lets in.
+//
+// TODO(perf): UDP GSO (UDP_SEGMENT) on send and GRO (UDP_GRO) on receive
+// would move many same-sized datagrams per sendmmsg/recvmmsg message; they
+// need a cmsg per message and a split step on receive.
+type UDPConn struct {
+	*sock
+}
+
+var _ StatsConn = (*UDPConn)(nil)
+
+// ListenUDP opens a UDP socket for GRE-in-UDP on local. Callers normally
+// pass port gre.UDPPort (4754); port 0 lets the kernel pick one. An IPv4 (or
+// zero) address gives an IPv4 socket; a specific IPv6 address an IPv6-only
+// socket; :: a dual-stack socket, on which IPv4 peers appear as plain IPv4
+// addresses.
+func ListenUDP(local netip.AddrPort) (*UDPConn, error) {
+	a := local.Addr().Unmap()
+	network := "udp4"
+	switch {
+	case !a.IsValid():
+		a = netip.IPv4Unspecified()
+	case a.Is6() && a.IsUnspecified():
+		network = "udp"
+	case a.Is6():
+		network = "udp6"
+	}
+	laddr := net.UDPAddrFromAddrPort(netip.AddrPortFrom(a, local.Port()))
+	if network == "udp" {
+		laddr.IP = nil // dual-stack wildcard
+	}
+	pc, err := net.ListenUDP(network, laddr)
+	if err != nil {
+		return nil, fmt.Errorf("underlay: GRE-in-UDP socket on %v: %w", local, err)
+	}
+	bound := pc.LocalAddr().(*net.UDPAddr).AddrPort()
+	bound = netip.AddrPortFrom(bound.Addr().Unmap(), bound.Port())
+	s, err := newSock(pc, TransportUDP, bound)
+	if err != nil {
+		pc.Close()
+		return nil, err
+	}
+	return &UDPConn{s}, nil
+}
