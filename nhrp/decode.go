@@ -79,6 +79,14 @@ func (p *Packet) Decode(b []byte) error {
 	if p.Version != defaultVersion {
 		return decodeErr(16, ErrProtocolError, ErrBadVersion, "%d", p.Version)
 	}
+	// 0 is reserved in both fields; Encode reads 0 as "derive from the
+	// addresses", so accepting it would not round-trip.
+	if p.AddressFamily == 0 {
+		return decodeErr(0, ErrProtocolError, ErrBadAddress, "address family 0 is reserved")
+	}
+	if p.ProtocolType == 0 {
+		return decodeErr(2, ErrProtocolError, ErrBadAddress, "protocol type 0 is reserved")
+	}
 	if p.Type < TypeResolutionRequest || p.Type > TypeTrafficIndication {
 		return decodeErr(17, ErrProtocolError, ErrUnknownType, "%d", uint8(p.Type))
 	}
