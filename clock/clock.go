@@ -63,9 +63,16 @@ func (t *fakeTimer) Stop() bool {
 	return true
 }
 
+// AfterFunc schedules f. Like time.AfterFunc, a d <= 0 runs f at once (in
+// its own goroutine), without waiting for Advance.
 func (c *Fake) AfterFunc(d time.Duration, f func()) Timer {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if d <= 0 {
+		t := &fakeTimer{c: c, when: c.now, done: true}
+		go f()
+		return t
+	}
 	t := &fakeTimer{c: c, when: c.now.Add(d), f: f}
 	c.timers = append(c.timers, t)
 	return t

@@ -24,6 +24,7 @@ import (
 
 	"github.com/dmvpn/dmvpn/fib"
 	"github.com/dmvpn/dmvpn/gre"
+	"github.com/dmvpn/dmvpn/localroute"
 	"github.com/dmvpn/dmvpn/nhrp/cache"
 	"github.com/dmvpn/dmvpn/underlay"
 )
@@ -46,6 +47,10 @@ type Config struct {
 	// Local is this node's overlay address; Subnet the tunnel subnet.
 	Local  netip.Addr
 	Subnet netip.Prefix
+	// Host tells which destinations the host routes out of the tunnel
+	// (its LANs): packets for them arriving from the tunnel go to the TUN,
+	// never back into the tunnel. Nil means none.
+	Host localroute.Table
 	// NHS lists the overlay addresses of our next hop servers, in
 	// preference order: destinations on the tunnel with no mapping go
 	// through the first one we can reach (phase 1 behaviour).
@@ -445,7 +450,7 @@ func (p *Plane) receive(r cache.Reader, c underlay.Conn, d *underlay.Datagram, o
 		return nil
 	}
 	inner := d.Off + (d.Len - len(payload))
-	if dst != p.cfg.Local && !isMulticast(dst, p.cfg.Subnet) {
+	if dst != p.cfg.Local && !isMulticast(dst, p.cfg.Subnet) && !p.hostRoutes(dst) {
 		if route, ok := p.fib.Lookup(dst); ok {
 			nh := route.NextHopFor(dst)
 			if nh != p.cfg.Local {
@@ -458,6 +463,16 @@ func (p *Plane) receive(r cache.Reader, c underlay.Conn, d *underlay.Datagram, o
 		copy(d.Buf[tunOffset:], payload)
 	}
 	return d.Buf[:tunOffset+len(payload)]
+}
+
+// hostRoutes reports whether the host itself routes dst somewhere other than
+// the tunnel, so the packet is delivered to it rather than relayed.
+func (p *Plane) hostRoutes(dst netip.Addr) bool {
+	if p.cfg.Host == nil {
+		return false
+	}
+	_, ok := p.cfg.Host.Local(dst)
+	return ok
 }
 
 // relay forwards a packet that arrived from the tunnel back into the tunnel

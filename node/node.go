@@ -18,6 +18,8 @@ import (
 	"github.com/dmvpn/dmvpn/config"
 	"github.com/dmvpn/dmvpn/dataplane"
 	"github.com/dmvpn/dmvpn/fib"
+	"github.com/dmvpn/dmvpn/gre"
+	"github.com/dmvpn/dmvpn/localroute"
 	"github.com/dmvpn/dmvpn/nhrp/cache"
 	"github.com/dmvpn/dmvpn/nhrp/engine"
 	"github.com/dmvpn/dmvpn/overlay"
@@ -33,8 +35,11 @@ type Options struct {
 	Device tun.Device
 	// Listen opens underlay sockets; nil opens raw GRE / UDP sockets.
 	Listen ListenFunc
-	Clock  clock.Clock
-	Log    *slog.Logger
+	// Host is the host's routing view (which destinations are local);
+	// nil mirrors the kernel's main routing table.
+	Host  localroute.Table
+	Clock clock.Clock
+	Log   *slog.Logger
 }
 
 // Node is one running DMVPN node.
@@ -51,6 +56,7 @@ type Node struct {
 	conns  []underlay.Conn
 	start  time.Time
 	wake   chan struct{}
+	stopBg context.CancelFunc // background helpers (kernel route mirror)
 }
 
 // New builds a node: it opens the underlay sockets and the overlay device
@@ -78,7 +84,11 @@ func New(cfg *config.Config, opts Options) (n *Node, err error) {
 	for _, t := range transports(cfg) {
 		local := netip.AddrPortFrom(cfg.Tunnel.Source, 0)
 		if t == underlay.TransportUDP {
-			local = cfg.Tunnel.LocalEndpoint()
+			port := cfg.Tunnel.UDPPort
+			if port == 0 { // a GRE hub's extra UDP listener
+				port = gre.UDPPort
+			}
+			local = netip.AddrPortFrom(cfg.Tunnel.Source, port)
 		}
 		c, err := opts.Listen(local, t)
 		if err != nil {
@@ -95,6 +105,7 @@ func New(cfg *config.Config, opts Options) (n *Node, err error) {
 		kernelRoutes = append(kernelRoutes, r.Prefix)
 	}
 
+	host := opts.Host
 	if opts.Device != nil {
 		n.dev = opts.Device
 	} else {
@@ -103,6 +114,15 @@ func New(cfg *config.Config, opts Options) (n *Node, err error) {
 			return nil, fmt.Errorf("node %s: %w", cfg.Name, err)
 		}
 		n.dev = d
+		if host == nil {
+			ctx, cancel := context.WithCancel(context.Background())
+			n.stopBg = cancel
+			k, err := localroute.NewKernel(ctx, d.Index(), n.log)
+			if err != nil {
+				return nil, fmt.Errorf("node %s: %w", cfg.Name, err)
+			}
+			host = k
+		}
 	}
 
 	ecfg := engine.Config{
@@ -124,7 +144,7 @@ func New(cfg *config.Config, opts Options) (n *Node, err error) {
 			Transport: cfg.Tunnel.Transport, Multicast: m.Multicast})
 	}
 
-	dcfg := dataplane.Config{Local: cfg.Tunnel.Address.Addr(), Subnet: subnet, NHS: nhsAddrs}
+	dcfg := dataplane.Config{Local: cfg.Tunnel.Address.Addr(), Subnet: subnet, NHS: nhsAddrs, Host: host}
 	if cfg.Tunnel.Key != nil {
 		dcfg.Key, dcfg.KeyPresent = *cfg.Tunnel.Key, true
 	}
@@ -229,6 +249,9 @@ loop:
 }
 
 func (n *Node) closeAll() {
+	if n.stopBg != nil {
+		n.stopBg()
+	}
 	var errs []error
 	for _, c := range n.conns {
 		errs = append(errs, c.Close())

@@ -4,7 +4,6 @@
 package overlay
 
 import (
-	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -62,6 +61,9 @@ func (d *Device) configure(mtu int, addr netip.Prefix, routes []netip.Prefix) er
 	return nil
 }
 
+// Index is the device's interface index.
+func (d *Device) Index() int { return d.link.Attrs().Index }
+
 // AddRoute routes prefix into the device.
 func (d *Device) AddRoute(prefix netip.Prefix) error {
 	prefix = prefix.Masked()
@@ -91,14 +93,11 @@ func (d *Device) DeleteRoute(prefix netip.Prefix) error {
 
 // Close removes the routes and the device.
 func (d *Device) Close() error {
-	var errs []error
+	// Routes go first so nothing is routed into a closing device; the
+	// kernel would drop them with the device anyway, so errors (a route
+	// already gone) do not matter.
 	for _, r := range d.routes {
-		if err := d.DeleteRoute(r); err != nil && !errors.Is(err, netlink.ErrNotImplemented) {
-			// The kernel drops a device's routes with it; a missing
-			// route is not an error worth reporting.
-			_ = err
-		}
+		_ = d.DeleteRoute(r)
 	}
-	errs = append(errs, d.Device.Close())
-	return errors.Join(errs...)
+	return d.Device.Close()
 }

@@ -220,7 +220,9 @@ func (e *Engine) Shutdown(now time.Time) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	for _, n := range e.nhs {
-		if n.State != StateUp {
+		// Purge wherever a registration may have been accepted, even if
+		// its reply has not reached us yet.
+		if n.State != StateUp && n.Attempts == 0 {
 			continue
 		}
 		p := e.newPacket(nhrp.TypePurgeRequest, n.Protocol)

@@ -1,0 +1,74 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/dmvpn/dmvpn/api"
+	"github.com/dmvpn/dmvpn/config"
+)
+
+func newShowCmd() *cobra.Command {
+	var file, socket string
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:       "show dmvpn|nhrp|routes|stats",
+		Short:     "Show a running node's peers, NHRP cache, routes or counters",
+		Args:      cobra.ExactArgs(1),
+		ValidArgs: []string{"dmvpn", "nhrp", "routes", "stats"},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			path := socket
+			if path == "" && file != "" {
+				cfg, err := config.Load(file)
+				if err != nil {
+					return err
+				}
+				path = cfg.APISocket
+			}
+			if path == "" {
+				return fmt.Errorf("say which node: -c its config file, or -s its API socket")
+			}
+			ctx, cancel := context.WithTimeout(cmd.Context(), 5*time.Second)
+			defer cancel()
+			c := api.NewClient(path)
+			out := cmd.OutOrStdout()
+			var v any
+			switch args[0] {
+			case "dmvpn":
+				v = &api.DMVPN{}
+			case "nhrp":
+				v = &[]api.NHRPEntry{}
+			case "routes":
+				v = &[]api.Route{}
+			case "stats":
+				v = &api.Stats{}
+			default:
+				return fmt.Errorf("unknown view %q (valid: dmvpn, nhrp, routes, stats)", args[0])
+			}
+			raw, err := c.Get(ctx, args[0], v)
+			if err != nil {
+				return err
+			}
+			if asJSON || args[0] == "stats" {
+				_, err := out.Write(raw)
+				return err
+			}
+			switch x := v.(type) {
+			case *api.DMVPN:
+				api.RenderDMVPN(out, *x)
+			case *[]api.NHRPEntry:
+				api.RenderNHRP(out, *x, time.Now())
+			case *[]api.Route:
+				api.RenderRoutes(out, *x)
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVarP(&file, "config", "c", "", "the node's configuration file (to find its API socket)")
+	cmd.Flags().StringVarP(&socket, "socket", "s", "", "the node's API socket")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	return cmd
+}
