@@ -122,9 +122,11 @@ func (tn *testNet) start(yaml string, lans ...string) *testNode {
 	n, err := New(cfg, Options{
 		Device: ct.TUN(),
 		Host:   localroute.NewStatic(host...),
-		Listen: func(local netip.AddrPort, t underlay.Transport) (underlay.Conn, error) { return tn.net.Listen(local, t) },
-		Clock:  tn.clk,
-		Log:    slog.New(slog.NewTextHandler(io.MultiWriter(logs), &slog.HandlerOptions{Level: slog.LevelDebug})),
+		Listen: func(local netip.AddrPort, t underlay.Transport) (underlay.Conn, error) {
+			return tn.net.Listen(local, t)
+		},
+		Clock: tn.clk,
+		Log:   slog.New(slog.NewTextHandler(io.MultiWriter(logs), &slog.HandlerOptions{Level: slog.LevelDebug})),
 	})
 	if err != nil {
 		tn.t.Fatal(err)

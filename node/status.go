@@ -124,4 +124,3 @@ func (n *Node) Stats() api.Stats {
 		},
 	}
 }
-
