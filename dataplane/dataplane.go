@@ -81,6 +81,11 @@ type counters struct {
 // valid during the call.
 type ControlFunc func(peer netip.AddrPort, t underlay.Transport, pkt []byte)
 
+// MissFunc is told about a next hop on the tunnel with no mapping (phase
+// 2 resolves it). It runs on the data path with the cache read-locked: it
+// must not block and must not touch the cache.
+type MissFunc func(nextHop netip.Addr)
+
 // TransitFunc is told about each packet relayed from one tunnel peer to
 // another (phase 3 uses it to send Traffic Indications). pkt is the inner
 // packet, valid only during the call.
@@ -95,6 +100,7 @@ type Plane struct {
 	cache   *cache.Cache
 	control ControlFunc
 	transit atomic.Pointer[TransitFunc]
+	miss    atomic.Pointer[MissFunc]
 	log     *slog.Logger
 	c       counters
 
@@ -113,7 +119,11 @@ func New(cfg Config, dev tun.Device, conns []underlay.Conn, f *fib.Table, c *cac
 	return p
 }
 
-// SetTransitFunc installs the hook called for hairpinned packets.
+// SetMissFunc installs the hook called for unmapped tunnel next hops.
+func (p *Plane) SetMissFunc(f MissFunc) { p.miss.Store(&f) }
+
+// SetTransitFunc installs the hook called for hairpinned packets. Like
+// MissFunc it must not block or touch the cache.
 func (p *Plane) SetTransitFunc(f TransitFunc) { p.transit.Store(&f) }
 
 // Stats returns a snapshot of the counters.
@@ -274,12 +284,24 @@ func (p *Plane) lookupPeer(r cache.Reader, nh netip.Addr) (netip.AddrPort, under
 	if ep, t, ok := r.Forward(nh); ok {
 		return ep, t, true
 	}
+	if f := p.miss.Load(); f != nil && !p.isNHS(nh) && p.cfg.Subnet.Contains(nh) {
+		(*f)(nh)
+	}
 	for _, nhs := range p.cfg.NHS {
 		if ep, t, ok := r.Forward(nhs); ok {
 			return ep, t, true
 		}
 	}
 	return netip.AddrPort{}, 0, false
+}
+
+func (p *Plane) isNHS(a netip.Addr) bool {
+	for _, n := range p.cfg.NHS {
+		if n == a {
+			return true
+		}
+	}
+	return false
 }
 
 // RunOverlay reads packets from the TUN and sends them into the tunnel until
@@ -395,8 +417,10 @@ func (p *Plane) RunUnderlay(c underlay.Conn) error {
 			return fmt.Errorf("dataplane: underlay read: %w", err)
 		}
 		p.c.underlayRx.Add(uint64(n))
+		now := time.Now().UnixNano()
 		r := p.cache.Reader()
 		for i := 0; i < n; i++ {
+			r.Touch(ds[i].Peer, now)
 			if b := p.receive(r, c, &ds[i], out, &ctl); b != nil {
 				toTun = append(toTun, b)
 			}

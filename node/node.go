@@ -56,7 +56,19 @@ type Node struct {
 	conns  []underlay.Conn
 	start  time.Time
 	wake   chan struct{}
+	events chan event
 	stopBg context.CancelFunc // background helpers (kernel route mirror)
+}
+
+// event is a data path observation for the control plane: a next hop to
+// resolve (phase 2) or a relayed packet to redirect (phase 3). It is a
+// value with the packet's start copied in, so posting one allocates nothing.
+type event struct {
+	miss  netip.Addr
+	from  netip.AddrPort
+	t     underlay.Transport
+	n     int
+	start [64]byte
 }
 
 // New builds a node: it opens the underlay sockets and the overlay device
@@ -72,7 +84,7 @@ func New(cfg *config.Config, opts Options) (n *Node, err error) {
 		opts.Listen = listenReal
 	}
 	n = &Node{cfg: cfg, opts: opts, log: opts.Log.With("node", cfg.Name), clk: opts.Clock,
-		fib: fib.New(), cache: cache.New(), wake: make(chan struct{}, 1)}
+		fib: fib.New(), cache: cache.New(), wake: make(chan struct{}, 1), events: make(chan event, 256)}
 	defer func() {
 		if err != nil {
 			n.closeAll()
@@ -133,6 +145,11 @@ func New(cfg *config.Config, opts Options) (n *Node, err error) {
 		RegistrationInterval: cfg.NHRP.RegistrationTimeout,
 		Authentication:       []byte(cfg.NHRP.Authentication),
 		Unique:               cfg.NHRP.Unique,
+		Transport:            cfg.Tunnel.Transport,
+		Shortcut:             cfg.NHRP.Shortcut,
+		Redirect:             cfg.NHRP.Redirect,
+		Routes:               n.fib,
+		Host:                 host,
 	}
 	var nhsAddrs []netip.Addr
 	for _, s := range cfg.NHRP.NHS {
@@ -153,15 +170,26 @@ func New(cfg *config.Config, opts Options) (n *Node, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("node %s: %w", cfg.Name, err)
 	}
+	if len(cfg.NHRP.NHS) > 0 {
+		n.plane.SetMissFunc(func(nh netip.Addr) { n.post(event{miss: nh}) })
+	}
+	if cfg.NHRP.Redirect {
+		n.plane.SetTransitFunc(func(from netip.AddrPort, t underlay.Transport, pkt []byte) {
+			ev := event{from: from, t: t}
+			ev.n = copy(ev.start[:], pkt)
+			n.post(ev)
+		})
+	}
 	return n, nil
 }
 
 // transports lists the underlays a node listens on: its configured one,
-// and on a hub GRE-in-UDP as well, so spokes behind NAT (which cannot use
-// raw GRE) can always reach it.
+// and GRE-in-UDP as well, so nodes behind NAT (which cannot use raw GRE)
+// can always reach it: spokes register with a hub, and build shortcuts to
+// other spokes, over UDP.
 func transports(cfg *config.Config) []underlay.Transport {
 	ts := []underlay.Transport{cfg.Tunnel.Transport}
-	if cfg.IsHub() && cfg.Tunnel.Transport != underlay.TransportUDP {
+	if cfg.Tunnel.Transport != underlay.TransportUDP {
 		ts = append(ts, underlay.TransportUDP)
 	}
 	return ts
@@ -180,6 +208,15 @@ func listenReal(local netip.AddrPort, t underlay.Transport) (underlay.Conn, erro
 func (n *Node) handleControl(peer netip.AddrPort, t underlay.Transport, pkt []byte) {
 	n.engine.HandlePacket(n.clk.Now(), peer, t, pkt)
 	n.poke()
+}
+
+// post hands a data path event to the control loop, dropping it when the
+// loop is behind (the data path never waits; the next packet will tell again).
+func (n *Node) post(ev event) {
+	select {
+	case n.events <- ev:
+	default:
+	}
 }
 
 // poke wakes the timer loop to recompute its deadline.
@@ -236,6 +273,12 @@ loop:
 			break loop
 		case <-n.wake:
 			n.engine.Tick(n.clk.Now())
+		case ev := <-n.events:
+			if ev.miss.IsValid() {
+				n.engine.Resolve(n.clk.Now(), ev.miss)
+			} else {
+				n.engine.Redirect(n.clk.Now(), ev.from, ev.t, ev.start[:ev.n])
+			}
 		}
 	}
 	if timer != nil {

@@ -81,18 +81,29 @@ type Entry struct {
 	// Used is set by the data path when it sends to the entry, so idle
 	// shortcuts can age out while used ones are refreshed.
 	Used *atomic.Bool
+	// LastRx is when the data path last received anything from NBMA
+	// (unix nanoseconds; 0 never): a shortcut that is used but never
+	// answers is a black hole and falls back to the hub.
+	LastRx *atomic.Int64
+	// Owner is the overlay address of the node that answered for this
+	// entry (a shortcut's next hop); Target the address resolved.
+	Target netip.Addr
+	// Direct: learned from a packet that came straight from the peer, so
+	// NBMA is known to work.
+	Direct bool
 }
 
 // Cache is safe for concurrent use.
 type Cache struct {
 	mu        sync.RWMutex
 	entries   map[netip.Addr]*Entry
+	byNBMA    map[netip.AddrPort]*Entry // forwarding entries by endpoint, for Touch
 	multicast atomic.Pointer[[]Entry]
 }
 
 // New returns an empty cache.
 func New() *Cache {
-	c := &Cache{entries: map[netip.Addr]*Entry{}}
+	c := &Cache{entries: map[netip.Addr]*Entry{}, byNBMA: map[netip.AddrPort]*Entry{}}
 	c.multicast.Store(&[]Entry{})
 	return c
 }
@@ -104,6 +115,9 @@ func (c *Cache) Put(e Entry) {
 	}
 	if e.Used == nil {
 		e.Used = new(atomic.Bool)
+	}
+	if e.LastRx == nil {
+		e.LastRx = new(atomic.Int64)
 	}
 	c.mu.Lock()
 	c.entries[e.Protocol] = &e
@@ -174,14 +188,29 @@ func (e *Entry) forwards() bool {
 // shared and must not be modified.
 func (c *Cache) Multicast() []Entry { return *c.multicast.Load() }
 
+// rebuildMulticastLocked recomputes the derived views (multicast peers,
+// entries by endpoint) after a change.
 func (c *Cache) rebuildMulticastLocked() {
 	var m []Entry
+	clear(c.byNBMA)
 	for _, e := range c.entries {
 		if e.Multicast && e.forwards() {
 			m = append(m, *e)
 		}
+		if e.forwards() {
+			c.byNBMA[e.NBMA] = e
+		}
 	}
 	c.multicast.Store(&m)
+}
+
+// Touch records that a packet arrived from the NBMA endpoint ep at now
+// (unix nanoseconds).
+func (r Reader) Touch(ep netip.AddrPort, now int64) {
+	// 10 ms granularity keeps the shared cache line quiet under load.
+	if e, ok := r.c.byNBMA[ep]; ok && e.LastRx.Load() < now-int64(10*time.Millisecond) {
+		e.LastRx.Store(now)
+	}
 }
 
 // Expire removes every entry whose holding time has passed at now and

@@ -18,6 +18,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/dmvpn/dmvpn/fib"
+	"github.com/dmvpn/dmvpn/localroute"
 	"github.com/dmvpn/dmvpn/nhrp"
 	"github.com/dmvpn/dmvpn/nhrp/cache"
 	"github.com/dmvpn/dmvpn/underlay"
@@ -60,6 +62,21 @@ type Config struct {
 	Unique         bool
 	NHS            []NHS
 	Static         []StaticMap
+	// Transport is this node's configured underlay, used to reach peers
+	// learned through NHRP that we have not heard from directly.
+	Transport underlay.Transport
+	// Shortcut (spoke, phase 3): act on Traffic Indications.
+	Shortcut bool
+	// Redirect (hub, phase 3): send Traffic Indications.
+	Redirect bool
+	// Routes is the overlay FIB: where a hub finds a destination's owner,
+	// and where shortcut routes go. Required.
+	Routes *fib.Table
+	// Host is the host's routing view: what we own (our LANs) when asked.
+	Host localroute.Table
+	// OnRoutes is called after the engine changes Routes (so the node can
+	// mirror them elsewhere); may be nil.
+	OnRoutes func()
 }
 
 // Registration states of an NHS, as `show` reports them.
@@ -88,6 +105,7 @@ type Stats struct {
 	ErrorIndicationsSent, ErrorIndicationsRecvd   uint64
 	RegistrationsAccepted, RegistrationsRefused   uint64
 	PurgesReceived, ExpiredEntries, UnknownPeerRx uint64
+	PurgesSent, RedirectsSent                     uint64
 }
 
 // Retry backoff for unanswered registrations.
@@ -115,9 +133,14 @@ type Engine struct {
 	stats   Stats
 	lastEI  map[netip.Addr]time.Time
 
-	rx  nhrp.Packet // decode scratch
-	tx  nhrp.Packet // encode scratch
-	buf []byte
+	pending   map[netip.Addr]*pendingResolution
+	redirects map[redirectKey]*tokenBucket
+	holders   map[netip.Addr]map[netip.AddrPort]holder
+
+	rx    nhrp.Packet // decode scratch
+	rxRaw []byte      // the packet being handled, for Error Indications
+	tx    nhrp.Packet // encode scratch
+	buf   []byte
 }
 
 type nhsState struct {
@@ -134,7 +157,12 @@ func New(cfg Config, c *cache.Cache, s Sender, log *slog.Logger) (*Engine, error
 	if log == nil {
 		log = slog.Default()
 	}
-	e := &Engine{cfg: cfg, cache: c, send: s, log: log, lastEI: map[netip.Addr]time.Time{}, buf: make([]byte, 0, 1500)}
+	if cfg.Routes == nil {
+		cfg.Routes = fib.New()
+	}
+	e := &Engine{cfg: cfg, cache: c, send: s, log: log, lastEI: map[netip.Addr]time.Time{}, buf: make([]byte, 0, 1500),
+		pending: map[netip.Addr]*pendingResolution{}, redirects: map[redirectKey]*tokenBucket{},
+		holders: map[netip.Addr]map[netip.AddrPort]holder{}}
 	if len(cfg.Authentication) > 0 {
 		a, err := nhrp.NewCiscoAuthentication(cfg.Authentication)
 		if err != nil {
@@ -187,17 +215,27 @@ func (e *Engine) Tick(now time.Time) time.Time {
 			e.register(now, n)
 		}
 	}
+	e.tickResolutions(now)
 	for _, gone := range e.cache.Expire(now) {
 		e.stats.ExpiredEntries++
-		e.log.Info("nhrp: cache entry expired", "protocol", gone.Protocol, "nbma", gone.NBMA, "type", gone.Type)
+		switch gone.Type {
+		case cache.Resolved:
+			e.dropShortcut(gone.Protocol)
+			e.log.Info("nhrp: shortcut expired", "peer", gone.Protocol, "nbma", gone.NBMA)
+		case cache.Dynamic:
+			e.purgeHolders(gone.Protocol, uint8(gone.Protocol.BitLen()))
+			e.log.Info("nhrp: registration expired", "protocol", gone.Protocol, "nbma", gone.NBMA)
+		default:
+			e.log.Debug("nhrp: cache entry expired", "protocol", gone.Protocol, "type", gone.Type)
+		}
 	}
 	return e.nextDeadline()
 }
 
 func (e *Engine) nextDeadline() time.Time {
-	next := e.cache.NextExpiry()
+	next := e.resolutionDeadline(e.cache.NextExpiry())
 	for _, n := range e.nhs {
-		if next.IsZero() || n.nextAt.Before(next) {
+		if !n.nextAt.IsZero() && (next.IsZero() || n.nextAt.Before(next)) {
 			next = n.nextAt
 		}
 		if n.State == StateUp && !n.Expires.IsZero() && n.Expires.Before(next) {
@@ -215,10 +253,25 @@ func (e *Engine) NextDeadline() time.Time {
 }
 
 // Shutdown deregisters from every NHS with a Purge Request for our own
-// binding, so hubs drop us at once instead of when the holding time ends.
+// binding, so hubs drop us at once instead of when the holding time ends,
+// and tells every peer holding a shortcut to us to forget it, so its
+// traffic falls back to the hub at once.
 func (e *Engine) Shutdown(now time.Time) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	told := map[netip.AddrPort]bool{}
+	for _, c := range e.cache.All() {
+		if c.Type == cache.Resolved && c.NBMA.IsValid() && !told[c.NBMA] {
+			told[c.NBMA] = true
+			e.sendPurge(c.NBMA, c.Transport, e.self(), uint8(e.self().BitLen()), true)
+		}
+	}
+	for _, h := range e.holders[e.self()] {
+		if !told[h.ep] {
+			told[h.ep] = true
+			e.sendPurge(h.ep, h.t, e.self(), uint8(e.self().BitLen()), true)
+		}
+	}
 	for _, n := range e.nhs {
 		// Purge wherever a registration may have been accepted, even if
 		// its reply has not reached us yet.
@@ -348,6 +401,8 @@ func (e *Engine) HandlePacket(now time.Time, from netip.AddrPort, t underlay.Tra
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	e.stats.Received++
+	e.rxRaw = b
+	defer func() { e.rxRaw = nil }()
 	p := &e.rx
 	err := p.Decode(b)
 	if err != nil {
@@ -377,6 +432,12 @@ func (e *Engine) HandlePacket(now time.Time, from netip.AddrPort, t underlay.Tra
 		return
 	}
 	switch p.Type {
+	case nhrp.TypeResolutionRequest:
+		e.handleResolutionRequest(now, from, t, p)
+	case nhrp.TypeResolutionReply:
+		e.handleResolutionReply(now, from, t, p)
+	case nhrp.TypeTrafficIndication:
+		e.handleTrafficIndication(now, from, p)
 	case nhrp.TypeRegistrationRequest:
 		e.handleRegistrationRequest(now, from, t, p)
 	case nhrp.TypeRegistrationReply:
@@ -387,8 +448,6 @@ func (e *Engine) HandlePacket(now time.Time, from netip.AddrPort, t underlay.Tra
 		e.log.Debug("nhrp: purge reply", "from", from, "reqid", p.RequestID)
 	case nhrp.TypeErrorIndication:
 		e.handleErrorIndication(now, from, p)
-	default:
-		e.log.Debug("nhrp: ignoring packet", "type", p.Type, "from", from)
 	}
 }
 
@@ -488,6 +547,10 @@ func (e *Engine) handleRegistrationRequest(now time.Time, from netip.AddrPort, t
 		if existed && old.NBMA == from && old.Type == cache.Dynamic {
 			entry.Created = old.Created // a refresh keeps the up time
 		} else {
+			if existed && old.Type == cache.Dynamic {
+				// It moved: whoever learned the old address must forget it.
+				e.purgeHolders(src, uint8(src.BitLen()))
+			}
 			e.log.Info("nhrp: registered", "protocol", src, "nbma", from, "claimed", req.SrcNBMA, "nat", natted, "holdtime", hold)
 		}
 		e.cache.Put(entry)
@@ -595,8 +658,16 @@ func (e *Engine) handlePurgeRequest(now time.Time, from netip.AddrPort, t underl
 			e.log.Warn("nhrp: purge from a station that does not own the binding", "protocol", addr, "from", from, "owner", old.NBMA)
 			continue
 		}
-		e.cache.Delete(addr)
-		e.log.Info("nhrp: purged", "protocol", addr, "nbma", old.NBMA, "by", from)
+		switch old.Type {
+		case cache.Resolved:
+			e.dropShortcut(addr)
+		case cache.Dynamic:
+			e.cache.Delete(addr)
+			e.purgeHolders(addr, c.PrefixLength)
+		default:
+			e.cache.Delete(addr)
+		}
+		e.log.Info("nhrp: purged", "protocol", addr, "type", old.Type, "nbma", old.NBMA, "by", from)
 	}
 	if req.Flags&nhrp.FlagPurgeN != 0 {
 		return
@@ -624,6 +695,14 @@ func (e *Engine) handleErrorIndication(now time.Time, from netip.AddrPort, ei *n
 	// Which of our requests was in error? The offending packet is ours.
 	var off nhrp.Packet
 	_ = off.Decode(ei.Payload) // best effort: fields stay zero if it is cut
+	if off.Type == nhrp.TypeResolutionRequest && off.SrcProto == e.self() {
+		for target, p := range e.pending {
+			if p.reqID == off.RequestID {
+				e.failResolution(now, target, fmt.Sprintf("Error Indication: %v", code))
+				return
+			}
+		}
+	}
 	for _, n := range e.nhs {
 		if n.NBMA.Addr() != from.Addr() {
 			continue
