@@ -26,8 +26,9 @@ import (
 // testNet is a whole DMVPN network in one process: nodes on memnet, their
 // overlays on channel TUNs, time on a fake clock.
 type testNet struct {
-	t     *testing.T
+	t     testing.TB
 	clk   *clock.Fake
+	rclk  clock.Clock
 	net   *memnet.Network
 	nodes map[string]*testNode
 }
@@ -58,9 +59,15 @@ func (l *logBuffer) String() string {
 	return l.b.String()
 }
 
-func newTestNet(t *testing.T) *testNet {
+func newTestNet(t testing.TB) *testNet {
 	clk := clock.NewFake(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
-	tn := &testNet{t: t, clk: clk, net: memnet.New(clk), nodes: map[string]*testNode{}}
+	return newTestNetOn(t, clk, clk)
+}
+
+// newTestNetOn runs the network on the given clock (clock.Real for timing
+// measurements); fake is the same clock when it is a Fake, else nil.
+func newTestNetOn(t testing.TB, clk clock.Clock, fake *clock.Fake) *testNet {
+	tn := &testNet{t: t, clk: fake, rclk: clk, net: memnet.New(clk), nodes: map[string]*testNode{}}
 	t.Cleanup(func() {
 		for _, n := range tn.nodes {
 			n.stop(t)
@@ -125,7 +132,7 @@ func (tn *testNet) start(yaml string, lans ...string) *testNode {
 		Listen: func(local netip.AddrPort, t underlay.Transport) (underlay.Conn, error) {
 			return tn.net.Listen(local, t)
 		},
-		Clock: tn.clk,
+		Clock: tn.rclk,
 		Log:   slog.New(slog.NewTextHandler(io.MultiWriter(logs), &slog.HandlerOptions{Level: slog.LevelDebug})),
 	})
 	if err != nil {
@@ -138,7 +145,7 @@ func (tn *testNet) start(yaml string, lans ...string) *testNode {
 	return tnode
 }
 
-func (n *testNode) stop(t *testing.T) {
+func (n *testNode) stop(t testing.TB) {
 	if n.cancel == nil {
 		return
 	}
@@ -164,7 +171,7 @@ func (tn *testNet) advance(d time.Duration) {
 }
 
 // eventually polls cond for up to 5 s of real time.
-func eventually(t *testing.T, what string, cond func() bool) {
+func eventually(t testing.TB, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
 	for !cond() {

@@ -623,3 +623,19 @@ func (e *Engine) sendPurge(to netip.AddrPort, t underlay.Transport, addr netip.A
 	e.stats.PurgesSent++
 	e.transmit(to, t)
 }
+
+// ClearShortcuts forgets every resolved, negative and incomplete mapping
+// and every shortcut route (Cisco's `clear ip nhrp`); traffic falls back to
+// the hub until it is resolved again.
+func (e *Engine) ClearShortcuts() {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	clear(e.pending)
+	for _, c := range e.cache.All() {
+		switch c.Type {
+		case cache.Resolved, cache.Negative, cache.Incomplete:
+			e.dropShortcut(c.Protocol)
+			e.cache.Delete(c.Protocol)
+		}
+	}
+}
