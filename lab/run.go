@@ -112,7 +112,7 @@ func Run(ctx context.Context, opts Options, ro RunOptions) (err error) {
 		cfgs = append(cfgs, fmt.Sprintf("%s.yaml (%s, %s)", d.Name, c.Tunnel.Address, c.Tunnel.Transport))
 	}
 	fmt.Fprintf(out, "  configs in %s: %s\n", o.Dir, strings.Join(cfgs, ", "))
-	fmt.Fprintf(out, "  the hub's transport is gre; as a hub it also listens on GRE-in-UDP port 4754 (spoke3 uses it)\n")
+	fmt.Fprintf(out, "  nodes on raw GRE also listen on GRE-in-UDP port 4754, which spoke3 (behind the NAT) uses\n")
 	if err := l.StartAll(); err != nil {
 		// The log tails follow at the end; keep the first line of each.
 		for _, line := range strings.Split(err.Error(), "\n") {
@@ -146,6 +146,9 @@ func Run(ctx context.Context, opts Options, ro RunOptions) (err error) {
 			} else {
 				fmt.Fprintf(out, "PASS %-48s %s\n", c.Label, results[i])
 			}
+		}
+		if failed == 0 {
+			l.demoShortcuts(ctx, out, fail)
 		}
 		for _, d := range Daemons {
 			if exited, werr := l.Exited(d.Name); exited {

@@ -121,6 +121,7 @@ func (n *Node) Stats() api.Stats {
 			"error_indications_sent": e.ErrorIndicationsSent, "error_indications_received": e.ErrorIndicationsRecvd,
 			"registrations_accepted": e.RegistrationsAccepted, "registrations_refused": e.RegistrationsRefused,
 			"purges_received": e.PurgesReceived, "expired_entries": e.ExpiredEntries,
+			"purges_sent": e.PurgesSent, "redirects_sent": e.RedirectsSent,
 		},
 	}
 }
