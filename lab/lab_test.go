@@ -664,7 +664,10 @@ func waitPing(ctx context.Context, l *Lab, from, dst string, d time.Duration) er
 func TestRunKeepThenTeardown(t *testing.T) {
 	requireLab(t)
 	o := fakeOpts(t, 'r')
-	o.Phase = 3
+	// Phase 1: the fake daemon forwards but does not resolve shortcuts;
+	// phases 2 and 3 run against the real daemon in ../e2e.
+	o.Phase = 1
+	o.Holdtime = 45 * time.Second
 	o.Log = nil
 	t.Cleanup(func() { _ = Teardown(context.Background(), o) })
 	var buf bytes.Buffer
@@ -677,7 +680,7 @@ func TestRunKeepThenTeardown(t *testing.T) {
 	if n := strings.Count(report, "\nPASS "); n != len(Checks) {
 		t.Errorf("%d PASS lines, want %d", n, len(Checks))
 	}
-	for _, want := range []string{"rtt avg", "fake show dmvpn for hub", "fake show dmvpn for spoke3", "all checks passed", "dmvpn lab down --prefix " + o.Prefix, "ip netns exec " + o.Prefix + "-host-lan1 ping 10.1.2.10", "listens on GRE-in-UDP port 4754"} {
+	for _, want := range []string{"rtt avg", "fake show dmvpn for hub", "fake show dmvpn for spoke3", "all checks passed", "dmvpn lab down --prefix " + o.Prefix, "ip netns exec " + o.Prefix + "-host-lan1 ping 10.1.2.10", "listen on GRE-in-UDP port 4754"} {
 		if !strings.Contains(report, want) {
 			t.Errorf("report lacks %q", want)
 		}
@@ -692,7 +695,7 @@ func TestRunKeepThenTeardown(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if l.Options().Binary != o.Binary || l.Options().Phase != 3 {
+	if l.Options().Binary != o.Binary || l.Options().Phase != 1 {
 		t.Errorf("Open: options %+v", l.Options())
 	}
 	pids := l.PIDs()
@@ -705,8 +708,8 @@ func TestRunKeepThenTeardown(t *testing.T) {
 		}
 	}
 	c, err := readNodeConfig(l.ConfigPath(Hub))
-	if err != nil || !c.NHRP.Redirect {
-		t.Errorf("phase 3 hub config: %+v %v", c.NHRP, err)
+	if err != nil || c.NHRP.Redirect || c.NHRP.Holdtime != 45*time.Second {
+		t.Errorf("hub config written by Run: %+v %v", c.NHRP, err)
 	}
 
 	if err := Teardown(bounded(t, time.Minute), Options{Prefix: o.Prefix, Dir: o.Dir}); err != nil {
