@@ -14,11 +14,13 @@ import (
 
 // Resolution, shortcut and redirect parameters.
 const (
-	resolveTries  = 4                // 1 + 3 retries at 1, 2, 4 s
-	negativeHold  = 10 * time.Second // a failed resolution is not retried before this
-	probeTimeout  = 3 * time.Second  // a used shortcut that never hears its peer is dropped
-	redirectBurst = 4                // Traffic Indications per (source, destination)...
-	redirectEvery = 5 * time.Second  // ...per this period (OpenNHRP's limits)
+	resolveTries = 4                // 1 + 3 retries at 1, 2, 4 s
+	negativeHold = 10 * time.Second // a failed resolution is not retried before this
+	// incompleteHold outlasts every retry of a pending resolution.
+	incompleteHold = 20 * time.Second
+	probeTimeout   = 3 * time.Second // a used shortcut that never hears its peer is dropped
+	redirectBurst  = 4               // Traffic Indications per (source, destination)...
+	redirectEvery  = 5 * time.Second // ...per this period (OpenNHRP's limits)
 	// tiCopy is how much of the triggering packet a Traffic Indication
 	// carries: the IP header and the start of the transport header.
 	tiCopy = 64
@@ -76,7 +78,7 @@ func (e *Engine) resolve(now time.Time, target netip.Addr) {
 	}
 	p := &pendingResolution{target: target, started: now}
 	e.pending[target] = p
-	e.cache.Put(cache.Entry{Protocol: target, Type: cache.Incomplete, Created: now, Expires: now.Add(negativeHold)})
+	e.cache.Put(cache.Entry{Protocol: target, Type: cache.Incomplete, Created: now, Expires: now.Add(incompleteHold)})
 	e.sendResolution(now, p)
 }
 
