@@ -54,10 +54,13 @@ type RouteConfig struct {
 
 // Lab-wide overlay parameters.
 const (
-	TunnelKey      = 42
-	TunnelMTU      = 1400
-	NetworkID      = 1
-	Authentication = "lab"
+	TunnelKey = 42
+	TunnelMTU = 1400
+	NetworkID = 1
+	// Authentication is 8 bytes, Cisco's maximum. (tshark reads the
+	// extension the RFC 2332 way and calls one shorter than 4 bytes of
+	// secret "Incomplete": keep lab captures clean.)
+	Authentication = "dmvpnlab"
 )
 
 // Config returns the configuration of daemon node name for this lab's

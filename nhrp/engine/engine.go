@@ -345,6 +345,10 @@ func (e *Engine) register(now time.Time, n *nhsState) {
 			e.setState(now, n, StateRegistering, n.LastError)
 		}
 		n.Attempts++
+		if n.Attempts == 4 && n.State == StateRegistering {
+			e.log.Warn("nhrp: no reply from NHS (check reachability, tunnel key and transport); still trying",
+				"nhs", n.Protocol, "nbma", n.NBMA, "attempts", n.Attempts-1)
+		}
 		n.nextAt = now.Add(backoff(n.Attempts, e.cfg.RegistrationInterval))
 	} else {
 		// Refresh: if unanswered, retry sooner than the next refresh.
