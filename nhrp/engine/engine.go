@@ -510,7 +510,8 @@ func (e *Engine) sendErrorIndication(now time.Time, to netip.AddrPort, t underla
 		offending = offending[:1024]
 	}
 	p.Payload = offending
-	e.appendAuthAndEnd(p)
+	// RFC 2332 §5.2.7: an Error Indication carries no extensions (so no
+	// authentication either: receivers act on it unauthenticated).
 	e.stats.ErrorIndicationsSent++
 	e.transmit(to, t)
 }
