@@ -77,6 +77,14 @@ type Provider interface {
 	NHRP() []NHRPEntry
 	Routes() []Route
 	Stats() Stats
+	// ClearNHRP forgets resolved mappings and shortcut routes (Cisco's
+	// `clear ip nhrp`) and returns how many cache entries went.
+	ClearNHRP() int
+}
+
+// Cleared is the answer to POST /v1/clear/nhrp.
+type Cleared struct {
+	Entries int `json:"entries"`
 }
 
 // Serve answers API requests on the unix socket at path until ctx is done.
@@ -107,6 +115,10 @@ func Serve(ctx context.Context, path string, p Provider) error {
 	handle("/v1/nhrp", func() any { return p.NHRP() })
 	handle("/v1/routes", func() any { return p.Routes() })
 	handle("/v1/stats", func() any { return p.Stats() })
+	mux.HandleFunc("POST /v1/clear/nhrp", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(Cleared{Entries: p.ClearNHRP()})
+	})
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go func() {
 		<-ctx.Done()
@@ -141,7 +153,18 @@ func NewClient(path string) *Client {
 
 // Get fetches /v1/<what> and decodes it into v; raw gets the JSON text.
 func (c *Client) Get(ctx context.Context, what string, v any) (raw []byte, err error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://dmvpn/v1/"+what, nil)
+	return c.do(ctx, http.MethodGet, what, v)
+}
+
+// ClearNHRP asks the daemon to forget its resolved mappings and shortcuts.
+func (c *Client) ClearNHRP(ctx context.Context) (Cleared, error) {
+	var r Cleared
+	_, err := c.do(ctx, http.MethodPost, "clear/nhrp", &r)
+	return r, err
+}
+
+func (c *Client) do(ctx context.Context, method, what string, v any) (raw []byte, err error) {
+	req, err := http.NewRequestWithContext(ctx, method, "http://dmvpn/v1/"+what, nil)
 	if err != nil {
 		return nil, err
 	}

@@ -81,6 +81,21 @@ func TestPhase3RedirectAndShortcut(t *testing.T) {
 		t.Fatalf("show routes lacks the shortcut: %v", rs)
 	}
 
+	// `dmvpn clear nhrp` forgets shortcuts: the next packet crosses the
+	// hub again (and is redirected again).
+	if n := s1.n.ClearNHRP(); n == 0 {
+		t.Fatal("clear removed nothing")
+	}
+	if shortcutVia(s1, "10.1.2.0/24", "10.0.0.12") || mapped(s1, "10.0.0.12") {
+		t.Fatal("shortcut survived clear")
+	}
+	before = hub.n.Plane().Stats().Hairpinned
+	ping(t, s1, s2, "10.1.1.10", "10.1.2.10")
+	if hub.n.Plane().Stats().Hairpinned == before {
+		t.Fatal("after clear the packet did not cross the hub")
+	}
+	eventually(t, "shortcut back after clear", func() bool { return shortcutVia(s1, "10.1.2.0/24", "10.0.0.12") })
+
 	// Used shortcuts are refreshed past their holding time (30 s)...
 	for i := 0; i < 4; i++ {
 		tn.advance(8 * time.Second)

@@ -125,3 +125,8 @@ func (n *Node) Stats() api.Stats {
 		},
 	}
 }
+
+// ClearNHRP forgets resolved mappings and shortcut routes.
+func (n *Node) ClearNHRP() int {
+	return n.engine.ClearShortcuts()
+}

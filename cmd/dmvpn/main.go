@@ -20,7 +20,7 @@ func main() {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newRunCmd(), newShowCmd(), newLabCmd(), newVersionCmd())
+	root.AddCommand(newRunCmd(), newShowCmd(), newClearCmd(), newLabCmd(), newVersionCmd())
 	if err := root.Execute(); err != nil {
 		fmt.Fprintln(os.Stderr, "dmvpn:", err)
 		os.Exit(1)

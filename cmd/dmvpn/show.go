@@ -8,7 +8,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/dmvpn/dmvpn/api"
-	"github.com/dmvpn/dmvpn/config"
 )
 
 func newShowCmd() *cobra.Command {
@@ -20,16 +19,9 @@ func newShowCmd() *cobra.Command {
 		Args:      cobra.ExactArgs(1),
 		ValidArgs: []string{"dmvpn", "nhrp", "routes", "stats"},
 		RunE: func(cmd *cobra.Command, args []string) error {
-			path := socket
-			if path == "" && file != "" {
-				cfg, err := config.Load(file)
-				if err != nil {
-					return err
-				}
-				path = cfg.APISocket
-			}
-			if path == "" {
-				return fmt.Errorf("say which node: -c its config file, or -s its API socket")
+			path, err := socketPath(file, socket)
+			if err != nil {
+				return err
 			}
 			ctx, cancel := context.WithTimeout(cmd.Context(), 5*time.Second)
 			defer cancel()

@@ -629,15 +629,20 @@ func (e *Engine) sendPurge(to netip.AddrPort, t underlay.Transport, addr netip.A
 // ClearShortcuts forgets every resolved, negative and incomplete mapping
 // and every shortcut route (Cisco's `clear ip nhrp`); traffic falls back to
 // the hub until it is resolved again.
-func (e *Engine) ClearShortcuts() {
+// It returns how many cache entries it removed.
+func (e *Engine) ClearShortcuts() int {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	clear(e.pending)
+	n := 0
 	for _, c := range e.cache.All() {
 		switch c.Type {
 		case cache.Resolved, cache.Negative, cache.Incomplete:
 			e.dropShortcut(c.Protocol)
 			e.cache.Delete(c.Protocol)
+			n++
 		}
 	}
+	e.log.Info("nhrp: cleared resolved mappings and shortcuts", "entries", n)
+	return n
 }
