@@ -19,9 +19,10 @@ import (
 // Why: without them every tunnel packet is its own skb all the way through
 // the kernel (socket, routing, netfilter, every veth or NIC queue on the
 // way), and per-skb work is what limits throughput. With UDP_SEGMENT the
-// kernel carries a run of same-sized datagrams to one peer as a single skb
-// until the last moment it must be cut (a device without UDP segmentation,
-// or never on veth and loopback); with UDP_GRO a socket receives such a
+// kernel carries a run of same-sized datagrams to one peer as a single skb,
+// cut into datagrams only where a device cannot take it whole (a NIC
+// without UDP segmentation offload; veth and loopback take it whole, also
+// through a forwarding namespace); with UDP_GRO a socket receives such a
 // super-datagram, or datagrams the receive path coalesced, as one message.
 //
 // Send: WriteBatch turns each run of consecutive datagrams to the same Peer
@@ -52,7 +53,9 @@ import (
 // does not fit into ds waits in the reader's buffers for the next
 // ReadBatch (which then makes no system call), and the caller's buffers may
 // be of any size. The price is one copy per datagram, and that copy is made
-// for all but the first datagram of each coalesced message either way.
+// for all but the first datagram of each coalesced message either way, and
+// 2 MiB of buffers per socket (made by the first ReadBatch; the kernel only
+// backs the pages it writes to).
 
 const (
 	// udpMaxSegments is the most datagrams one UDP_SEGMENT send may carry
