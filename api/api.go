@@ -69,6 +69,9 @@ type Route struct {
 type Stats struct {
 	DataPlane map[string]uint64 `json:"dataplane"`
 	NHRP      map[string]uint64 `json:"nhrp"`
+	// Underlay has the counters of each underlay socket, by transport
+	// ("gre", "udp"): datagrams, system calls, and UDP GSO/GRO use.
+	Underlay map[string]map[string]uint64 `json:"underlay,omitempty"`
 }
 
 // Provider is what the daemon exposes; package node implements it.

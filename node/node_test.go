@@ -263,6 +263,11 @@ func TestPhase1HubAndSpokesWithNAT(t *testing.T) {
 	if got := hub.n.Plane().Stats().Hairpinned; got != 4 {
 		t.Fatalf("hub hairpinned %d packets, want 4", got)
 	}
+	// show stats has each underlay socket's counters.
+	u := hub.n.Stats().Underlay
+	if u["gre"]["sent"] == 0 || u["gre"]["received"] == 0 || u["udp"]["sent"] == 0 || u["udp"]["received"] == 0 {
+		t.Fatalf("hub underlay stats %v", u)
+	}
 }
 
 // TestRelayedPacketTTL checks the hub behaves as a router: TTL is

@@ -6,6 +6,7 @@ import (
 	"github.com/dmvpn/dmvpn/api"
 	"github.com/dmvpn/dmvpn/nhrp/cache"
 	"github.com/dmvpn/dmvpn/nhrp/engine"
+	"github.com/dmvpn/dmvpn/underlay"
 )
 
 var _ api.Provider = (*Node)(nil)
@@ -123,10 +124,41 @@ func (n *Node) Stats() api.Stats {
 			"purges_received": e.PurgesReceived, "expired_entries": e.ExpiredEntries,
 			"purges_sent": e.PurgesSent, "redirects_sent": e.RedirectsSent,
 		},
+		Underlay: n.underlayStats(),
 	}
 }
 
 // ClearNHRP forgets resolved mappings and shortcut routes.
 func (n *Node) ClearNHRP() int {
 	return n.engine.ClearShortcuts()
+}
+
+// underlayStats returns the counters of the underlay sockets, by transport.
+func (n *Node) underlayStats() map[string]map[string]uint64 {
+	out := map[string]map[string]uint64{}
+	for _, c := range n.conns {
+		sc, ok := c.(underlay.StatsConn)
+		if !ok {
+			continue
+		}
+		s := sc.Stats()
+		m := map[string]uint64{
+			"sent": s.Sent, "received": s.Received, "dropped": s.Dropped, "send_errors": s.SendErrors,
+			"send_calls": s.SendCalls, "send_msgs": s.SendMsgs, "gso_msgs": s.GSOMsgs, "gso_fallbacks": s.GSOFallbacks,
+			"recv_calls": s.RecvCalls, "recv_msgs": s.RecvMsgs, "gro_msgs": s.GROMsgs, "gro_segments": s.GROSegments,
+		}
+		if o, ok := c.(interface{ Offloads() (gso, gro bool) }); ok {
+			gso, gro := o.Offloads()
+			m["gso_on"], m["gro_on"] = b2u(gso), b2u(gro)
+		}
+		out[c.Transport().String()] = m
+	}
+	return out
+}
+
+func b2u(b bool) uint64 {
+	if b {
+		return 1
+	}
+	return 0
 }

@@ -29,13 +29,24 @@ const sockaddrLen = unix.SizeofSockaddrInet6
 
 type sockaddrBuf [sockaddrLen]byte
 
+// ctlLen is the control (ancillary data) buffer of one message: room for
+// one UDP_SEGMENT or UDP_GRO cmsg (CmsgSpace(4) is 24 bytes on 64-bit
+// Linux) with margin. A multiple of 8, so every message's buffer is aligned
+// for a cmsghdr.
+const ctlLen = 64
+
 // mmsgs is the preallocated state of one recvmmsg or sendmmsg caller: one
-// mmsghdr, iovec and sockaddr per message. It belongs to one goroutine at a
-// time (the reader, or a writer that took it from a pool).
+// mmsghdr, iovec, sockaddr and control buffer per message. It belongs to one
+// goroutine at a time (the reader, or a writer that took it from a pool).
+//
+// Message i normally uses iovec i (setBuf). A UDP GSO message gathers
+// several datagrams instead: it points at a run of consecutive iovecs
+// (setIov, then setMsg), so iovec indices and message indices differ.
 type mmsgs struct {
 	hdrs  []unix.Mmsghdr
 	iovs  []unix.Iovec
 	names []sockaddrBuf
+	ctl   []byte // ctlLen bytes per message
 
 	// Arguments and results of the system call made by fn.
 	trap  uintptr // unix.SYS_RECVMMSG or unix.SYS_SENDMMSG
@@ -54,6 +65,7 @@ func newMmsgs(size int) *mmsgs {
 		hdrs:  make([]unix.Mmsghdr, size),
 		iovs:  make([]unix.Iovec, size),
 		names: make([]sockaddrBuf, size),
+		ctl:   make([]byte, size*ctlLen),
 	}
 	for i := range m.hdrs {
 		m.hdrs[i].Hdr.Iov = &m.iovs[i]
@@ -63,13 +75,59 @@ func newMmsgs(size int) *mmsgs {
 	return m
 }
 
-// setBuf points message i at b.
+// setBuf points message i at b alone (iovec i), with no control data.
 func (m *mmsgs) setBuf(i int, b []byte) {
-	m.iovs[i].Base = unsafe.SliceData(b)
-	m.iovs[i].SetLen(len(b))
+	m.setIov(i, b)
 	h := &m.hdrs[i]
+	h.Hdr.Iov = &m.iovs[i]
+	h.Hdr.SetIovlen(1)
+	h.Hdr.Control = nil
+	h.Hdr.SetControllen(0)
 	h.Len = 0
 	h.Hdr.Flags = 0
+}
+
+// setIov points iovec j at b.
+func (m *mmsgs) setIov(j int, b []byte) {
+	m.iovs[j].Base = unsafe.SliceData(b)
+	m.iovs[j].SetLen(len(b))
+}
+
+// setMsg makes message i gather iovecs [first, first+n) and, if gsoSize is
+// not 0, carry a UDP_SEGMENT cmsg: the kernel sends the concatenation as
+// one UDP GSO super-datagram and cuts it into gsoSize-byte datagrams (the
+// last may be shorter).
+func (m *mmsgs) setMsg(i, first, n, gsoSize int) {
+	h := &m.hdrs[i]
+	h.Hdr.Iov = &m.iovs[first]
+	h.Hdr.SetIovlen(n)
+	h.Len = 0
+	h.Hdr.Flags = 0
+	if gsoSize == 0 {
+		h.Hdr.Control = nil
+		h.Hdr.SetControllen(0)
+		return
+	}
+	c := m.ctl[i*ctlLen : (i+1)*ctlLen]
+	putSegmentCmsg(c, uint16(gsoSize))
+	h.Hdr.Control = &c[0]
+	h.Hdr.SetControllen(unix.CmsgSpace(2))
+}
+
+// wantCtl gives message i its control buffer to receive into (recvmmsg).
+func (m *mmsgs) wantCtl(i int) {
+	h := &m.hdrs[i]
+	h.Hdr.Control = &m.ctl[i*ctlLen]
+	h.Hdr.SetControllen(ctlLen)
+}
+
+// ctlData returns the control data recvmmsg stored for message i.
+func (m *mmsgs) ctlData(i int) []byte {
+	n := int(m.hdrs[i].Hdr.Controllen)
+	if m.hdrs[i].Hdr.Control == nil || n <= 0 || n > ctlLen {
+		return nil
+	}
+	return m.ctl[i*ctlLen : i*ctlLen+n]
 }
 
 // wantName makes message i receive the source address (recvmmsg).
@@ -178,36 +236,21 @@ func (m *mmsgs) recv(rc syscall.RawConn, cnt int) (int, error) {
 	return m.n, nil
 }
 
-// send sends messages [0, cnt). A message the kernel refuses is skipped and
-// the rest are still sent; it returns the number sent, the number refused and
-// the first refusal. A non-nil fatal error (socket closed, deadline) stops the
-// batch.
-func (m *mmsgs) send(rc syscall.RawConn, cnt int) (sent, failed int, first, fatal error) {
-	off := 0
-	for off < cnt {
-		m.trap, m.off, m.cnt = unix.SYS_SENDMMSG, off, cnt-off
-		if err := rc.Write(m.fn); err != nil {
-			return sent, failed, first, err
-		}
-		if m.errno != 0 {
-			// sendmmsg reports an error only for the first message
-			// of the call; later ones are retried by the next call.
-			if first == nil {
-				first = os.NewSyscallError("sendmmsg", m.errno)
-			}
-			failed++
-			off++
-			continue
-		}
-		if m.n <= 0 { // cannot happen; never spin
-			failed++
-			off++
-			continue
-		}
-		sent += m.n
-		off += m.n
+// sendOnce is one sendmmsg call for messages [off, off+cnt): it returns how
+// many the kernel took and, if it took none, why (errno); fatal is an error
+// from the poller (socket closed, deadline).
+func (m *mmsgs) sendOnce(rc syscall.RawConn, off, cnt int) (n int, errno syscall.Errno, fatal error) {
+	m.trap, m.off, m.cnt = unix.SYS_SENDMMSG, off, cnt
+	if err := rc.Write(m.fn); err != nil {
+		return 0, 0, err
 	}
-	return sent, failed, first, nil
+	if m.errno != 0 {
+		return 0, m.errno, nil
+	}
+	if m.n <= 0 { // cannot happen; callers must never spin
+		return 0, unix.EIO, nil
+	}
+	return m.n, 0, nil
 }
 
 func zoneIndex(zone string) uint32 {

@@ -6,9 +6,13 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/dmvpn/dmvpn/gre"
 )
@@ -29,13 +33,44 @@ type sock struct {
 	v6        bool // AF_INET6 socket: destinations are sockaddr_in6
 	local     netip.AddrPort
 
-	rmu sync.Mutex // one reader at a time owns rm
+	rmu sync.Mutex // one reader at a time owns rm and gro
 	rm  *mmsgs
-	// wpool holds *mmsgs for concurrent writers; each WriteBatch takes
+	// gro is the receive state when UDP GRO is on (groOn), made by the
+	// first ReadBatch.
+	gro   *groReader
+	groOn bool
+	// wpool holds *writer for concurrent writers; each WriteBatch takes
 	// one, so the steady state allocates nothing.
 	wpool sync.Pool
 
-	stats connCounters
+	// gsoOn: WriteBatch coalesces datagrams with UDP_SEGMENT (gso_linux.go).
+	// Cleared for good when the kernel says the route cannot offload.
+	gsoOn atomic.Bool
+	// gsoMaxSeg is the longest datagram WriteBatch coalesces; lowered when
+	// the kernel refuses a segment size as too big for the path.
+	gsoMaxSeg atomic.Int64
+
+	closed atomic.Bool
+	stats  connCounters
+}
+
+// writer is the preallocated state of one WriteBatch.
+type writer struct {
+	m *mmsgs
+	// one resends a refused GSO message one datagram per message.
+	one *mmsgs
+	// Message i carries datagrams [first[i], first[i]+count[i]) of the
+	// chunk being sent.
+	first, count []int
+}
+
+func newWriter() *writer {
+	return &writer{
+		m:     newMmsgs(batchSize),
+		one:   newMmsgs(udpMaxSegments),
+		first: make([]int, batchSize),
+		count: make([]int, batchSize),
+	}
 }
 
 func newSock(pc net.PacketConn, t Transport, local netip.AddrPort) (*sock, error) {
@@ -61,9 +96,20 @@ func newSock(pc net.PacketConn, t Transport, local netip.AddrPort) (*sock, error
 		local:     local,
 		rm:        newMmsgs(batchSize),
 	}
-	s.wpool.New = func() any { return newMmsgs(batchSize) }
+	s.wpool.New = func() any { return newWriter() }
+	s.gsoMaxSeg.Store(gsoMaxBytes)
+	if t == TransportUDP {
+		gso, gro := udpOffloads(rc)
+		s.gsoOn.Store(gso)
+		s.groOn = gro
+	}
 	return s, nil
 }
+
+// Offloads reports whether WriteBatch uses UDP GSO and ReadBatch UDP GRO
+// (GRE-in-UDP on Linux 4.18 and 5.0 or later; never for raw GRE). GSO can
+// turn off at run time, when a route cannot offload it.
+func (s *sock) Offloads() (gso, gro bool) { return s.gsoOn.Load(), s.groOn }
 
 // ReadBatch implements Conn. Packets the data path must not see (see
 // ConnStats.Dropped) are discarded here and never returned; if a whole
@@ -80,6 +126,9 @@ func (s *sock) ReadBatch(ds []Datagram) (int, error) {
 	}
 	s.rmu.Lock()
 	defer s.rmu.Unlock()
+	if s.groOn {
+		return s.readGRO(ds)
+	}
 	m := s.rm
 	for {
 		for i := range ds {
@@ -91,9 +140,11 @@ func (s *sock) ReadBatch(ds []Datagram) (int, error) {
 			}
 		}
 		n, err := m.recv(s.rc, len(ds))
+		s.stats.recvCalls.Add(1)
 		if err != nil {
 			return 0, readErr(err)
 		}
+		s.stats.recvMsgs.Add(uint64(n))
 		k, dropped := 0, 0
 		for i := 0; i < n; i++ {
 			if m.truncated(i) {
@@ -145,45 +196,206 @@ func (s *sock) ReadBatch(ds []Datagram) (int, error) {
 	}
 }
 
+// readGRO is ReadBatch with UDP GRO on: hand out what the last recvmmsg
+// left, or receive more (see gso_linux.go).
+func (s *sock) readGRO(ds []Datagram) (int, error) {
+	if s.gro == nil {
+		s.gro = newGROReader()
+	}
+	r := s.gro
+	for {
+		if s.closed.Load() {
+			return 0, net.ErrClosed
+		}
+		if !r.pending() {
+			msgs, coalesced, segments, err := r.recv(s.rc, len(ds))
+			s.stats.recvCalls.Add(1)
+			if err != nil {
+				return 0, readErr(err)
+			}
+			s.stats.recvMsgs.Add(uint64(msgs))
+			if coalesced > 0 {
+				s.stats.groMsgs.Add(uint64(coalesced))
+				s.stats.groSegments.Add(uint64(segments))
+			}
+		}
+		k, dropped := r.deliver(ds)
+		if dropped > 0 {
+			s.stats.dropped.Add(uint64(dropped))
+		}
+		if k > 0 {
+			s.stats.received.Add(uint64(k))
+			return k, nil
+		}
+	}
+}
+
+// sendTally counts one WriteBatch, for the stats.
+type sendTally struct {
+	sent, errs, calls, msgs, gsoMsgs, fallbacks int
+}
+
 // WriteBatch implements Conn.
 func (s *sock) WriteBatch(ds []Datagram) (int, error) {
-	m := s.wpool.Get().(*mmsgs)
-	defer s.wpool.Put(m)
-	total, errs := 0, 0
+	w := s.wpool.Get().(*writer)
+	defer s.wpool.Put(w)
+	var t sendTally
 	var first error
 	for len(ds) > 0 {
 		chunk := ds[:min(len(ds), batchSize)]
 		ds = ds[len(chunk):]
-		k := 0
-		for i := range chunk {
-			dst, ok := s.dest(chunk[i].Peer)
-			if !ok {
-				errs++
-				if first == nil {
-					first = fmt.Errorf("underlay: cannot send to %v over %v socket %v", chunk[i].Peer, s.transport, s.local)
-				}
-				continue
-			}
-			m.setBuf(k, chunk[i].Payload())
-			m.setName(k, dst, s.v6)
-			k++
-		}
-		sent, failed, ferr, fatal := m.send(s.rc, k)
-		total += sent
-		errs += failed
-		if first == nil {
-			first = ferr
-		}
-		if fatal != nil {
+		n := s.build(w, chunk, &t, &first)
+		if fatal := s.sendMsgs(w, chunk, n, &t, &first); fatal != nil {
 			first = readErr(fatal)
 			break
 		}
 	}
-	s.stats.sent.Add(uint64(total))
-	if errs > 0 {
-		s.stats.sendErrors.Add(uint64(errs))
+	c := &s.stats
+	c.sent.Add(uint64(t.sent))
+	c.sendCalls.Add(uint64(t.calls))
+	c.sendMsgs.Add(uint64(t.msgs))
+	if t.gsoMsgs > 0 {
+		c.gsoMsgs.Add(uint64(t.gsoMsgs))
 	}
-	return total, first
+	if t.fallbacks > 0 {
+		c.gsoFallbacks.Add(uint64(t.fallbacks))
+	}
+	if t.errs > 0 {
+		c.sendErrors.Add(uint64(t.errs))
+	}
+	return t.sent, first
+}
+
+// build turns chunk into messages in w and returns how many: one per
+// datagram, or with GSO one per run that gsoRun allows.
+func (s *sock) build(w *writer, chunk []Datagram, t *sendTally, first *error) int {
+	gso := s.gsoOn.Load()
+	maxSeg := int(s.gsoMaxSeg.Load())
+	m := w.m
+	msgs, iov := 0, 0
+	for i := 0; i < len(chunk); {
+		dst, ok := s.dest(chunk[i].Peer)
+		if !ok {
+			t.errs++
+			if *first == nil {
+				*first = fmt.Errorf("underlay: cannot send to %v over %v socket %v", chunk[i].Peer, s.transport, s.local)
+			}
+			i++
+			continue
+		}
+		n := 1
+		if gso {
+			n = gsoRun(chunk[i:], udpMaxSegments, gsoMaxBytes, maxSeg)
+		}
+		for j := range n {
+			m.setIov(iov+j, chunk[i+j].Payload())
+		}
+		gsoSize := 0
+		if n > 1 {
+			gsoSize = chunk[i].Len
+		}
+		// Message msgs uses iovecs from iov on, not iovec msgs: earlier
+		// GSO messages may have taken several.
+		m.setMsg(msgs, iov, n, gsoSize)
+		m.setName(msgs, dst, s.v6)
+		w.first[msgs], w.count[msgs] = i, n
+		msgs++
+		iov += n
+		i += n
+	}
+	return msgs
+}
+
+// sendMsgs sends the msgs messages build made. A message the kernel refuses
+// is skipped and the rest are still sent; a refused GSO message is resent
+// one datagram per message first. A non-nil return (socket closed,
+// deadline) stops the batch.
+func (s *sock) sendMsgs(w *writer, chunk []Datagram, msgs int, t *sendTally, first *error) error {
+	m := w.m
+	off := 0
+	for off < msgs {
+		n, errno, fatal := m.sendOnce(s.rc, off, msgs-off)
+		t.calls++
+		if fatal != nil {
+			return fatal
+		}
+		if errno == 0 {
+			for j := off; j < off+n; j++ {
+				t.sent += w.count[j]
+				if w.count[j] > 1 {
+					t.gsoMsgs++
+				}
+			}
+			t.msgs += n
+			off += n
+			continue
+		}
+		// sendmmsg reports an error only for the first message of the
+		// call; later ones are tried by the next call.
+		if c := w.count[off]; c > 1 {
+			t.fallbacks++
+			s.gsoRefused(errno, chunk[w.first[off]].Len)
+			if err := s.sendSingles(w.one, chunk[w.first[off]:w.first[off]+c], t, first); err != nil {
+				return err
+			}
+		} else {
+			t.errs++
+			if *first == nil {
+				*first = os.NewSyscallError("sendmmsg", errno)
+			}
+		}
+		off++
+	}
+	return nil
+}
+
+// sendSingles sends ds (one destination, already checked) one datagram per
+// message, skipping any the kernel refuses.
+func (s *sock) sendSingles(m *mmsgs, ds []Datagram, t *sendTally, first *error) error {
+	dst, _ := s.dest(ds[0].Peer)
+	for i := range ds {
+		m.setBuf(i, ds[i].Payload())
+		m.setName(i, dst, s.v6)
+	}
+	off := 0
+	for off < len(ds) {
+		n, errno, fatal := m.sendOnce(s.rc, off, len(ds)-off)
+		t.calls++
+		if fatal != nil {
+			return fatal
+		}
+		if errno != 0 {
+			t.errs++
+			if *first == nil {
+				*first = os.NewSyscallError("sendmmsg", errno)
+			}
+			off++
+			continue
+		}
+		t.sent += n
+		t.msgs += n
+		off += n
+	}
+	return nil
+}
+
+// gsoRefused adapts to a GSO message the kernel refused with errno.
+func (s *sock) gsoRefused(errno syscall.Errno, segSize int) {
+	switch errno {
+	case unix.EIO:
+		// The route's device cannot checksum UDP segments (or it is
+		// IPsec): no GSO on this socket any more.
+		s.gsoOn.Store(false)
+	case unix.EMSGSIZE, unix.EINVAL:
+		// Segment plus headers larger than the path MTU (EINVAL on older
+		// kernels): coalesce only shorter datagrams from now on.
+		for {
+			cur := s.gsoMaxSeg.Load()
+			if int64(segSize) > cur || s.gsoMaxSeg.CompareAndSwap(cur, int64(segSize-1)) {
+				return
+			}
+		}
+	}
 }
 
 // dest checks and normalises a destination for this socket.
@@ -212,7 +424,10 @@ func (s *sock) Transport() Transport { return s.transport }
 
 // Close implements Conn. A ReadBatch blocked in another goroutine returns
 // net.ErrClosed.
-func (s *sock) Close() error { return s.pc.Close() }
+func (s *sock) Close() error {
+	s.closed.Store(true)
+	return s.pc.Close()
+}
 
 // SetReadDeadline makes a blocked or later ReadBatch fail with an error
 // wrapping os.ErrDeadlineExceeded once t has passed; the zero time clears it.

@@ -13,9 +13,9 @@ import (
 // arrived, that is after any NAT on the way: replies must go back to exactly
 // that endpoint, which is what a NAT lets in.
 //
-// TODO(perf): UDP GSO (UDP_SEGMENT) on send and GRO (UDP_GRO) on receive
-// would move many same-sized datagrams per sendmmsg/recvmmsg message; they
-// need a cmsg per message and a split step on receive.
+// Where the kernel has them, the socket uses UDP GSO on send and UDP GRO on
+// receive (see gso_linux.go and Offloads): runs of same-sized datagrams to
+// one peer travel through the kernel as one skb.
 type UDPConn struct {
 	*sock
 }
