@@ -10,7 +10,6 @@ import (
 	"log/slog"
 	"net/netip"
 	"sync"
-	"time"
 
 	"golang.zx2c4.com/wireguard/tun"
 
@@ -54,7 +53,6 @@ type Node struct {
 	plane  *dataplane.Plane
 	dev    tun.Device
 	conns  []underlay.Conn
-	start  time.Time
 	wake   chan struct{}
 	events chan event
 	stopBg context.CancelFunc // background helpers (kernel route mirror)
@@ -230,7 +228,6 @@ func (n *Node) poke() {
 // Run starts traffic and NHRP and blocks until ctx is done; then it
 // deregisters, closes the sockets and removes the overlay device.
 func (n *Node) Run(ctx context.Context) error {
-	n.start = n.clk.Now()
 	var wg sync.WaitGroup
 	errc := make(chan error, len(n.conns)+1)
 	for _, c := range n.conns {
@@ -329,9 +326,3 @@ func (n *Node) Engine() *engine.Engine { return n.engine }
 
 // Plane returns the data plane.
 func (n *Node) Plane() *dataplane.Plane { return n.plane }
-
-// Started is when Run began.
-func (n *Node) Started() time.Time { return n.start }
-
-// Now is the node's clock.
-func (n *Node) Now() time.Time { return n.clk.Now() }

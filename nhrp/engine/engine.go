@@ -176,9 +176,6 @@ func New(cfg Config, c *cache.Cache, s Sender, log *slog.Logger) (*Engine, error
 	return e, nil
 }
 
-// IsServer reports whether this node is an NHS (it has no NHS of its own).
-func (e *Engine) IsServer() bool { return len(e.cfg.NHS) == 0 }
-
 // Start installs the static entries and sends the first registrations.
 func (e *Engine) Start(now time.Time) {
 	e.mu.Lock()
