@@ -24,6 +24,7 @@ import (
 
 	"github.com/dmvpn/dmvpn/fib"
 	"github.com/dmvpn/dmvpn/gre"
+	"github.com/dmvpn/dmvpn/internal/inet"
 	"github.com/dmvpn/dmvpn/localroute"
 	"github.com/dmvpn/dmvpn/nhrp/cache"
 	"github.com/dmvpn/dmvpn/underlay"
@@ -182,22 +183,14 @@ func (p *Plane) SendNHRP(to netip.AddrPort, t underlay.Transport, pkt []byte) {
 // innerDst returns the destination of an IPv4 or IPv6 packet and the GRE
 // protocol type that carries it.
 func innerDst(pkt []byte) (netip.Addr, uint16, bool) {
-	if len(pkt) < 1 {
+	dst, ok := inet.IPDestination(pkt)
+	if !ok {
 		return netip.Addr{}, 0, false
 	}
-	switch pkt[0] >> 4 {
-	case 4:
-		if len(pkt) < 20 {
-			return netip.Addr{}, 0, false
-		}
-		return netip.AddrFrom4([4]byte(pkt[16:20])), gre.ProtoIPv4, true
-	case 6:
-		if len(pkt) < 40 {
-			return netip.Addr{}, 0, false
-		}
-		return netip.AddrFrom16([16]byte(pkt[24:40])), gre.ProtoIPv6, true
+	if dst.Is4() {
+		return dst, gre.ProtoIPv4, true
 	}
-	return netip.Addr{}, 0, false
+	return dst, gre.ProtoIPv6, true
 }
 
 func isMulticast(dst netip.Addr, subnet netip.Prefix) bool {

@@ -564,30 +564,17 @@ func (e *Engine) handleRegistrationRequest(now time.Time, from netip.AddrPort, t
 
 	// The reply: the request with the result in its CIEs, our Responder
 	// Address, and (Cisco) the address we saw the spoke at when NATed.
-	rep := &e.tx
-	*rep = nhrp.Packet{CIEs: rep.CIEs[:0], Extensions: rep.Extensions[:0]}
+	rep := e.copyForForward(req)
 	rep.HopCount = hopCount
 	rep.Type = nhrp.TypeRegistrationReply
-	rep.Flags = req.Flags
-	rep.RequestID = req.RequestID
-	rep.SrcNBMA = req.SrcNBMA
-	rep.SrcNBMASubaddress = req.SrcNBMASubaddress
-	rep.SrcProto = req.SrcProto
-	rep.DstProto = req.DstProto
-	for _, c := range req.CIEs {
-		c.Code = code
-		rep.CIEs = append(rep.CIEs, c)
+	for i := range rep.CIEs {
+		rep.CIEs[i].Code = code
 	}
-	self := e.cfg.Address.Addr()
-	responder := nhrp.SelfCIE(e.cfg.NBMA, self, e.cfg.MTU, seconds(e.cfg.Holdtime))
-	for _, x := range req.Extensions {
+	for i := range rep.Extensions {
+		x := &rep.Extensions[i]
 		switch x.Type {
 		case nhrp.ExtResponderAddress:
-			x.CIEs = []nhrp.CIE{responder}
-		case nhrp.ExtAuthentication:
-			if e.auth != nil {
-				x = *e.auth
-			}
+			x.CIEs = []nhrp.CIE{nhrp.SelfCIE(e.cfg.NBMA, e.self(), e.cfg.MTU, seconds(e.cfg.Holdtime))}
 		case nhrp.ExtNATAddress:
 			if natted {
 				x.CIEs = append(append([]nhrp.CIE(nil), x.CIEs...), nhrp.CIE{
@@ -596,8 +583,8 @@ func (e *Engine) handleRegistrationRequest(now time.Time, from netip.AddrPort, t
 				})
 			}
 		}
-		rep.Extensions = append(rep.Extensions, x)
 	}
+	e.reauth(rep)
 	e.transmit(from, t)
 }
 
@@ -628,12 +615,8 @@ func (e *Engine) handleRegistrationReply(now time.Time, from netip.AddrPort, rep
 		return
 	}
 	n.NATAddress = netip.AddrPort{}
-	if x := rep.Extension(nhrp.ExtNATAddress); x != nil {
-		for _, c := range x.CIEs {
-			if c.Protocol == e.cfg.Address.Addr() && c.NBMA.IsValid() && c.NBMA != e.cfg.NBMA {
-				n.NATAddress = netip.AddrPortFrom(c.NBMA, 0)
-			}
-		}
+	if nat := natAddress(rep, e.self(), e.cfg.NBMA); nat.IsValid() {
+		n.NATAddress = netip.AddrPortFrom(nat, 0)
 	}
 	if n.State != StateUp {
 		e.log.Info("nhrp: registered with NHS", "nhs", n.Protocol, "nbma", n.NBMA, "nat", n.NATAddress.IsValid())
@@ -674,20 +657,10 @@ func (e *Engine) handlePurgeRequest(now time.Time, from netip.AddrPort, t underl
 	if req.Flags&nhrp.FlagPurgeN != 0 {
 		return
 	}
-	rep := &e.tx
-	*rep = nhrp.Packet{CIEs: rep.CIEs[:0], Extensions: rep.Extensions[:0]}
+	rep := e.copyForForward(req)
 	rep.HopCount = hopCount
 	rep.Type = nhrp.TypePurgeReply
-	rep.Flags = req.Flags
-	rep.RequestID = req.RequestID
-	rep.SrcNBMA = req.SrcNBMA
-	rep.SrcProto = req.SrcProto
-	rep.DstProto = req.DstProto
-	rep.CIEs = append(rep.CIEs, req.CIEs...)
-	rep.Extensions = append(rep.Extensions, req.Extensions...)
-	if x := rep.Extension(nhrp.ExtAuthentication); x != nil && e.auth != nil {
-		*x = *e.auth
-	}
+	e.reauth(rep)
 	e.transmit(from, t)
 }
 

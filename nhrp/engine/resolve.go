@@ -7,6 +7,7 @@ import (
 
 	"github.com/dmvpn/dmvpn/fib"
 	"github.com/dmvpn/dmvpn/gre"
+	"github.com/dmvpn/dmvpn/internal/inet"
 	"github.com/dmvpn/dmvpn/nhrp"
 	"github.com/dmvpn/dmvpn/nhrp/cache"
 	"github.com/dmvpn/dmvpn/underlay"
@@ -70,10 +71,11 @@ func (e *Engine) resolve(now time.Time, target netip.Addr) {
 	if old, ok := e.cache.Get(target); ok && old.Type != cache.Incomplete {
 		return // known, or negative
 	}
-	if _, ok := e.cfg.Routes.Lookup(target); !ok {
+	r, ok := e.cfg.Routes.Lookup(target)
+	if !ok {
 		return // nothing routes it into the tunnel
 	}
-	if r, ok := e.cfg.Routes.Lookup(target); ok && r.Source == fib.SourceNHRP && target != r.NextHop {
+	if r.Source == fib.SourceNHRP && target != r.NextHop {
 		return // a shortcut already covers it
 	}
 	p := &pendingResolution{target: target, started: now}
@@ -85,13 +87,7 @@ func (e *Engine) resolve(now time.Time, target netip.Addr) {
 // sendResolution (re)sends the Resolution Request of p to our first NHS
 // that is up (or the first one).
 func (e *Engine) sendResolution(now time.Time, p *pendingResolution) {
-	n := e.nhs[0]
-	for _, c := range e.nhs {
-		if c.State == StateUp {
-			n = c
-			break
-		}
-	}
+	n := e.upNHS()
 	req := e.newPacket(nhrp.TypeResolutionRequest, p.target)
 	req.Flags = nhrp.FlagResolutionQ | nhrp.FlagResolutionS | nhrp.FlagCiscoNAT
 	p.reqID = e.nextReqID()
@@ -273,12 +269,9 @@ func (e *Engine) handleResolutionRequest(now time.Time, from netip.AddrPort, t u
 			if requesterNATed && !hasCIEFor(x.CIEs, req.SrcProto) {
 				x.CIEs = append(append([]nhrp.CIE(nil), x.CIEs...), nhrp.CIE{PrefixLength: uint8(req.SrcProto.BitLen()), MTU: e.cfg.MTU, NBMA: from.Addr(), Protocol: req.SrcProto})
 			}
-		case nhrp.ExtAuthentication:
-			if e.auth != nil {
-				*x = *e.auth
-			}
 		}
 	}
+	e.reauth(fwd)
 	e.addHolder(owner.Protocol, holder{ep: from, t: t})
 	e.log.Debug("nhrp: forwarding resolution request", "target", req.DstProto, "from", req.SrcProto, "to", owner.Protocol)
 	e.transmit(owner.NBMA, owner.Transport)
@@ -293,8 +286,10 @@ func hasCIEFor(cs []nhrp.CIE, proto netip.Addr) bool {
 	return false
 }
 
-// copyForForward prepares e.tx as a copy of p (whose slices point into the
-// receive buffer; the copy shares them, which is fine until transmit).
+// copyForForward prepares e.tx as a copy of p, to forward it or to turn it
+// into a reply (CIEs and extensions are copied into e.tx's own slices; their
+// byte fields still point into the receive buffer, which is fine until
+// transmit).
 func (e *Engine) copyForForward(p *nhrp.Packet) *nhrp.Packet {
 	f := &e.tx
 	cies, exts := f.CIEs[:0], f.Extensions[:0]
@@ -334,13 +329,18 @@ func (e *Engine) fixReplyExtensions(rep *nhrp.Packet) {
 		switch x.Type {
 		case nhrp.ExtResponderAddress:
 			x.CIEs = []nhrp.CIE{nhrp.SelfCIE(e.cfg.NBMA, e.self(), e.cfg.MTU, seconds(e.cfg.Holdtime))}
-		case nhrp.ExtAuthentication:
-			if e.auth != nil {
-				*x = *e.auth
-			}
 		case nhrp.ExtNATAddress:
 			x.CIEs = e.selfNATCIEs()
 		}
+	}
+	e.reauth(rep)
+}
+
+// reauth replaces the authentication extension of a packet we send on
+// (forward or answer) with ours: Cisco authentication is hop by hop.
+func (e *Engine) reauth(p *nhrp.Packet) {
+	if x := p.Extension(nhrp.ExtAuthentication); x != nil && e.auth != nil {
+		*x = *e.auth
 	}
 }
 
@@ -349,29 +349,13 @@ func (e *Engine) fixReplyExtensions(rep *nhrp.Packet) {
 func (e *Engine) answerResolution(now time.Time, from netip.AddrPort, t underlay.Transport, req *nhrp.Packet, prefix netip.Prefix) {
 	// Where is the requester? Behind NAT (the NHS told us in the NAT
 	// extension), or at the NBMA address it claims.
-	var natAddr netip.Addr
-	if x := req.Extension(nhrp.ExtNATAddress); x != nil {
-		for _, c := range x.CIEs {
-			if c.Protocol == req.SrcProto && c.NBMA.IsValid() && c.NBMA != req.SrcNBMA {
-				natAddr = c.NBMA
-			}
-		}
-	}
+	natAddr := natAddress(req, req.SrcProto, req.SrcNBMA)
 	direct := !e.isNHS(from) && from.Addr() == req.SrcNBMA
 	hold := time.Duration(e.cfg.Holdtime)
 	if len(req.CIEs) > 0 && req.CIEs[0].HoldingTime > 0 {
 		hold = time.Duration(req.CIEs[0].HoldingTime) * time.Second
 	}
-	var ep netip.AddrPort
-	var pt underlay.Transport
-	switch {
-	case direct:
-		ep, pt = from, t
-	case natAddr.IsValid():
-		ep, pt = netip.AddrPortFrom(natAddr, gre.UDPPort), underlay.TransportUDP
-	default:
-		ep, pt = e.peerEndpoint(req.SrcNBMA)
-	}
+	ep, pt := e.reachAt(direct, from, t, natAddr, req.SrcNBMA)
 	if !natAddr.IsValid() || direct {
 		// Install the requester, so our return traffic can go direct too.
 		e.installPeer(now, req.SrcProto, ep, pt, req.SrcNBMA, natAddr.IsValid(), direct, hold, netip.Addr{})
@@ -399,13 +383,37 @@ func (e *Engine) answerResolution(now time.Time, from netip.AddrPort, t underlay
 	e.transmit(ep, pt)
 }
 
-// peerEndpoint is how we reach a peer at NBMA address a when we have not
-// seen it: our own transport, GRE-in-UDP on the standard port.
-func (e *Engine) peerEndpoint(a netip.Addr) (netip.AddrPort, underlay.Transport) {
-	if e.cfg.Transport == underlay.TransportUDP {
-		return netip.AddrPortFrom(a, gre.UDPPort), underlay.TransportUDP
+// natAddress returns the post-NAT NBMA address p's NAT extension gives for
+// proto when it differs from claimed, the NBMA address proto's owner put on
+// the wire; the zero Addr when there is none.
+func natAddress(p *nhrp.Packet, proto, claimed netip.Addr) netip.Addr {
+	x := p.Extension(nhrp.ExtNATAddress)
+	if x == nil {
+		return netip.Addr{}
 	}
-	return netip.AddrPortFrom(a, 0), underlay.TransportGRE
+	var nat netip.Addr
+	for _, c := range x.CIEs {
+		if c.Protocol == proto && c.NBMA.IsValid() && c.NBMA != claimed {
+			nat = c.NBMA
+		}
+	}
+	return nat
+}
+
+// reachAt chooses where to send to a peer learned from a packet: where the
+// packet came from when it came straight from the peer (that works, NAT or
+// not); its public address over GRE-in-UDP when it is behind NAT; else its
+// claimed address over our own transport (GRE-in-UDP on the standard port).
+func (e *Engine) reachAt(direct bool, from netip.AddrPort, t underlay.Transport, natAddr, claimed netip.Addr) (netip.AddrPort, underlay.Transport) {
+	switch {
+	case direct:
+		return from, t
+	case natAddr.IsValid():
+		return netip.AddrPortFrom(natAddr, gre.UDPPort), underlay.TransportUDP
+	case e.cfg.Transport == underlay.TransportUDP:
+		return netip.AddrPortFrom(claimed, gre.UDPPort), underlay.TransportUDP
+	}
+	return netip.AddrPortFrom(claimed, 0), underlay.TransportGRE
 }
 
 func (e *Engine) upNHS() *nhsState {
@@ -456,11 +464,7 @@ func (e *Engine) handleResolutionReply(now time.Time, from netip.AddrPort, t und
 		}
 		fwd := e.copyForForward(rep)
 		fwd.HopCount = rep.HopCount - 1
-		for i := range fwd.Extensions {
-			if fwd.Extensions[i].Type == nhrp.ExtAuthentication && e.auth != nil {
-				fwd.Extensions[i] = *e.auth
-			}
-		}
+		e.reauth(fwd)
 		e.transmit(to.NBMA, to.Transport)
 		return
 	}
@@ -487,25 +491,9 @@ func (e *Engine) handleResolutionReply(now time.Time, from netip.AddrPort, t und
 	if !owner.IsValid() {
 		owner = rep.DstProto
 	}
-	natAddr := netip.Addr{}
-	if x := rep.Extension(nhrp.ExtNATAddress); x != nil {
-		for _, n := range x.CIEs {
-			if n.Protocol == owner && n.NBMA.IsValid() && n.NBMA != c.NBMA {
-				natAddr = n.NBMA
-			}
-		}
-	}
+	natAddr := natAddress(rep, owner, c.NBMA)
 	direct := !e.isNHS(from)
-	var ep netip.AddrPort
-	var pt underlay.Transport
-	switch {
-	case direct:
-		ep, pt = from, t // the answer came straight from the owner: use what works
-	case natAddr.IsValid():
-		ep, pt = netip.AddrPortFrom(natAddr, gre.UDPPort), underlay.TransportUDP
-	default:
-		ep, pt = e.peerEndpoint(c.NBMA)
-	}
+	ep, pt := e.reachAt(direct, from, t, natAddr, c.NBMA)
 	hold := time.Duration(c.HoldingTime) * time.Second
 	if hold == 0 {
 		hold = e.cfg.Holdtime
@@ -536,32 +524,12 @@ func (e *Engine) handleTrafficIndication(now time.Time, from netip.AddrPort, ti 
 	if ti.Code != nhrp.TrafficCodeRedirect {
 		return
 	}
-	dst, ok := innerDestination(ti.Payload)
+	dst, ok := inet.IPDestination(ti.Payload)
 	if !ok {
 		return
 	}
 	e.log.Debug("nhrp: redirected", "by", from, "destination", dst)
 	e.resolve(now, dst)
-}
-
-func innerDestination(pkt []byte) (netip.Addr, bool) {
-	if len(pkt) >= 20 && pkt[0]>>4 == 4 {
-		return netip.AddrFrom4([4]byte(pkt[16:20])), true
-	}
-	if len(pkt) >= 40 && pkt[0]>>4 == 6 {
-		return netip.AddrFrom16([16]byte(pkt[24:40])), true
-	}
-	return netip.Addr{}, false
-}
-
-func innerSource(pkt []byte) (netip.Addr, bool) {
-	if len(pkt) >= 20 && pkt[0]>>4 == 4 {
-		return netip.AddrFrom4([4]byte(pkt[12:16])), true
-	}
-	if len(pkt) >= 40 && pkt[0]>>4 == 6 {
-		return netip.AddrFrom16([16]byte(pkt[8:24])), true
-	}
-	return netip.Addr{}, false
 }
 
 // Redirect is called (hub, phase 3) for a data packet relayed from one
@@ -574,8 +542,8 @@ func (e *Engine) Redirect(now time.Time, from netip.AddrPort, t underlay.Transpo
 	if !e.cfg.Redirect {
 		return
 	}
-	dst, ok1 := innerDestination(pkt)
-	src, ok2 := innerSource(pkt)
+	dst, ok1 := inet.IPDestination(pkt)
+	src, ok2 := inet.IPSource(pkt)
 	if !ok1 || !ok2 {
 		return
 	}
