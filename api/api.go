@@ -69,6 +69,9 @@ type Route struct {
 type Stats struct {
 	DataPlane map[string]uint64 `json:"dataplane"`
 	NHRP      map[string]uint64 `json:"nhrp"`
+	// NHRPDropped counts NHRP packets dropped, by reason (role rules,
+	// bounds, rate limits, the control queue being full).
+	NHRPDropped map[string]uint64 `json:"nhrp_dropped"`
 	// Underlay has the counters of each underlay socket, by transport
 	// ("gre", "udp"): datagrams, system calls, and UDP GSO/GRO use.
 	Underlay map[string]map[string]uint64 `json:"underlay,omitempty"`
@@ -93,18 +96,40 @@ type Cleared struct {
 // Serve answers API requests on the unix socket at path until ctx is done.
 // A stale socket file is replaced.
 func Serve(ctx context.Context, path string, p Provider) error {
+	l, err := Listen(path)
+	if err != nil {
+		return err
+	}
+	err = ServeListener(ctx, l, p)
+	_ = os.Remove(path)
+	return err
+}
+
+// Listen opens the API's unix socket at path (mode 0660), creating its
+// directory and replacing a stale socket file, so that a daemon can fail at
+// start-up, with the cause, when it cannot serve its API. Closing the
+// listener removes the socket file. Only one process may serve a path: the
+// caller must make sure no other daemon is using it (dmvpn run holds a
+// lock next to it), since the old socket file is removed unconditionally.
+func Listen(path string) (net.Listener, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return fmt.Errorf("api: %w", err)
+		return nil, fmt.Errorf("api: %w", err)
 	}
 	_ = os.Remove(path)
 	l, err := net.Listen("unix", path)
 	if err != nil {
-		return fmt.Errorf("api: listen %s: %w", path, err)
+		return nil, fmt.Errorf("api: listen %s: %w", path, err)
 	}
 	if err := os.Chmod(path, 0o660); err != nil {
 		l.Close()
-		return fmt.Errorf("api: %w", err)
+		return nil, fmt.Errorf("api: %w", err)
 	}
+	return l, nil
+}
+
+// ServeListener answers API requests on l (from Listen) until ctx is done,
+// then closes it.
+func ServeListener(ctx context.Context, l net.Listener, p Provider) error {
 	mux := http.NewServeMux()
 	handle := func(route string, f func() any) {
 		mux.HandleFunc("GET "+route, func(w http.ResponseWriter, _ *http.Request) {
@@ -129,8 +154,7 @@ func Serve(ctx context.Context, path string, p Provider) error {
 		defer cancel()
 		_ = srv.Shutdown(sctx)
 	}()
-	err = srv.Serve(l)
-	_ = os.Remove(path)
+	err := srv.Serve(l) // closes l (a unix listener removes its socket file)
 	if errors.Is(err, http.ErrServerClosed) {
 		return nil
 	}

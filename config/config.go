@@ -35,7 +35,19 @@ const (
 	DefaultHoldtime   = 600 * time.Second
 	DefaultMaxPackets = 10000
 	DefaultMaxPer     = 10 * time.Second
+	// DefaultMaxHoldtime caps peers' holding times: Cisco's default
+	// holding time, so Cisco spokes keep theirs.
+	DefaultMaxHoldtime       = 7200 * time.Second
+	DefaultMaxEntries        = 100_000
+	DefaultMaxEntriesPerNBMA = 256
+	DefaultAuthMaxSkew       = 60 * time.Second
+	MinAuthKeyLen            = 16
 )
+
+// DefaultMaxReceive is the per-source NHRP receive limit: far above what
+// an honest spoke sends (a registration every holdtime/3, a resolution per
+// new destination), far below a flood.
+var DefaultMaxReceive = Rate{Packets: 100, Interval: time.Second}
 
 // Limits checked by Parse.
 const (
@@ -131,6 +143,19 @@ type NHRP struct {
 	// text as Cisco does (Cisco "ip nhrp authentication"). YAML
 	// authentication, optional, 1..8 bytes; "" means none.
 	Authentication string
+	// AuthenticationKeys turn on keyed NHRP authentication instead of
+	// Cisco's clear text: every packet carries an RFC 2332 authentication
+	// extension with a key ID, a sequence number (the sender's clock) and
+	// an HMAC-SHA-256 over the whole packet, and packets without a valid
+	// one, or replayed, are dropped. The first key signs; every key is
+	// accepted (rollover). YAML authentication-keys, a list of {id:
+	// 2..65535, secret: at least 16 bytes}; not together with
+	// authentication. Every node of the cloud needs the same keys.
+	AuthenticationKeys []AuthKey
+	// AuthenticationMaxSkew is how far a keyed packet's sequence number
+	// may be from our clock (replays older than this are refused even
+	// after a restart). YAML authentication-max-skew, 1s..1h; default 60s.
+	AuthenticationMaxSkew time.Duration
 	// NHS lists the next-hop servers (hubs) this node registers with
 	// (Cisco "ip nhrp nhs ... nbma ..."). YAML nhs; empty makes the node
 	// a hub.
@@ -156,6 +181,33 @@ type NHRP struct {
 	// "10000/10s"; default 10000/10s; 1..65535 packets, interval like
 	// holdtime (1s..65535s).
 	MaxSend Rate
+	// MaxReceive limits the NHRP packets accepted from one NBMA address
+	// (an NHS's excepted); the rest are dropped and counted. YAML
+	// max-receive, like max-send; default 100/1s.
+	MaxReceive Rate
+	// MaxHoldtime caps the holding time of every entry learned from a
+	// peer (registrations, resolutions), whatever the peer asks for; the
+	// Registration Reply tells the spoke what was granted. YAML
+	// max-holdtime, like holdtime; default the larger of 7200s and
+	// holdtime.
+	MaxHoldtime time.Duration
+	// MaxEntries bounds the NHRP cache; when it is full, learned entries
+	// (shortcuts) are evicted oldest-unused first, and registrations
+	// beyond it are refused (insufficient resources). YAML max-entries,
+	// 16..10000000; default 100000.
+	MaxEntries int
+	// MaxEntriesPerNBMA bounds the cache entries mapping to one NBMA
+	// address (whatever the port). YAML max-entries-per-nbma,
+	// 1..10000000; default 256.
+	MaxEntriesPerNBMA int
+}
+
+// AuthKey is one key of keyed NHRP authentication.
+type AuthKey struct {
+	// ID goes on the wire (the extension's SPI): 2..65535.
+	ID uint16
+	// Secret is the HMAC key, at least 16 bytes.
+	Secret string
 }
 
 // NHS is a next-hop server (hub) a spoke registers with.
@@ -216,7 +268,12 @@ func (r Rate) String() string { return strconv.Itoa(r.Packets) + "/" + r.Interva
 
 // Load reads and parses the configuration file at path. See Parse.
 func Load(path string) (*Config, error) {
-	data, err := os.ReadFile(path)
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	data, err := readLimited(path, f) // at most MaxFileSize bytes
 	if err != nil {
 		return nil, err
 	}

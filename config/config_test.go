@@ -287,7 +287,7 @@ func TestErrors(t *testing.T) {
 			`1:1: unknown field "log_level" (valid here: name, log-level, api-socket, tunnel, nhrp, routes; did you mean "log-level"?)`,
 		}},
 		{"unknown nested field with suggestion", base + "  holdtim: 600s\n", []string{
-			`7:3: nhrp: unknown field "holdtim" (valid here: network-id, holdtime, registration-timeout, authentication, nhs, map, shortcut, redirect, unique, max-send; did you mean "holdtime"?)`,
+			`7:3: nhrp: unknown field "holdtim" (valid here: network-id, holdtime, registration-timeout, authentication, authentication-keys, authentication-max-skew, nhs, map, shortcut, redirect, unique, max-send, max-receive, max-holdtime, max-entries, max-entries-per-nbma; did you mean "holdtime"?)`,
 		}},
 		{"unknown field in a list entry", base + "  nhs:\n    - address: 10.0.0.1\n      nbma: 192.0.2.1\n      multicast: true\n", []string{
 			`10:7: nhrp.nhs[0]: unknown field "multicast" (valid here: address, nbma, port)`,

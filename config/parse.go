@@ -7,11 +7,13 @@ import (
 	"io"
 	"log/slog"
 	"net/netip"
+	"os"
 	"regexp"
 	"sort"
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"go.yaml.in/yaml/v3"
 
@@ -73,7 +75,79 @@ func (p *parser) errorf(n *yaml.Node, path, format string, args ...any) {
 
 // invalid records the usual "value is not valid (valid: ...)" error.
 func (p *parser) invalid(n *yaml.Node, path, valid string) {
-	p.errorf(n, path, "%q is not valid (valid: %s)", n.Value, valid)
+	p.errorf(n, path, "%s is not valid (valid: %s)", quote(n.Value), valid)
+}
+
+// Limits on what Load reads and what an error message repeats.
+const (
+	// MaxFileSize is the largest configuration file Load accepts: 1 MiB,
+	// thousands of times a real node's configuration.
+	MaxFileSize = 1 << 20
+	// maxQuoted is how many bytes of a value an error message repeats:
+	// more than the longest valid value of any field (api-socket, 107
+	// bytes), so a value just too long is still shown whole.
+	maxQuoted = 128
+)
+
+// readLimited reads the configuration file f (named path), refusing one
+// larger than MaxFileSize before reading it when its size is known, and
+// after MaxFileSize+1 bytes when it is not (a pipe).
+func readLimited(path string, f *os.File) ([]byte, error) {
+	tooLarge := func(size string) error {
+		return &Error{File: path, Msg: fmt.Sprintf("the file is %s, too large for a configuration (valid: at most %d bytes, 1 MiB)", size, MaxFileSize)}
+	}
+	if fi, err := f.Stat(); err == nil && fi.Mode().IsRegular() && fi.Size() > MaxFileSize {
+		return nil, tooLarge(fmt.Sprintf("%d bytes", fi.Size()))
+	}
+	data, err := io.ReadAll(io.LimitReader(f, MaxFileSize+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(data) > MaxFileSize {
+		return nil, tooLarge(fmt.Sprintf("more than %d bytes", MaxFileSize))
+	}
+	return data, nil
+}
+
+// quote quotes a value from the file for an error message, as %q does,
+// but keeps at most maxQuoted bytes of it: a longer value is cut (at a
+// UTF-8 boundary) and followed by "…" and its length, as in
+// "aaaa…" (52428800 bytes).
+func quote(s string) string {
+	q, cut := quoteCut(s)
+	if cut {
+		q += fmt.Sprintf(" (%d bytes)", len(s))
+	}
+	return q
+}
+
+// quoteCut is quote without the length, for messages that give it anyway;
+// it reports whether s was cut.
+func quoteCut(s string) (string, bool) {
+	if len(s) <= maxQuoted {
+		return strconv.Quote(s), false
+	}
+	cut := maxQuoted
+	for i := 0; i < utf8.UTFMax-1 && !utf8.RuneStart(s[cut]); i++ {
+		cut--
+	}
+	return strconv.Quote(s[:cut] + "…"), true
+}
+
+// maxLibMsg bounds a YAML library message repeated in an error: some
+// repeat text from the file (an unknown anchor's name).
+const maxLibMsg = 200
+
+// clip cuts the message m to maxLibMsg bytes, at a UTF-8 boundary.
+func clip(m string) string {
+	if len(m) <= maxLibMsg {
+		return m
+	}
+	cut := maxLibMsg
+	for i := 0; i < utf8.UTFMax-1 && !utf8.RuneStart(m[cut]); i++ {
+		cut--
+	}
+	return fmt.Sprintf("%s… (%d bytes)", m[:cut], len(m))
 }
 
 // err returns the collected errors, sorted by position, joined.
@@ -162,10 +236,10 @@ func (p *parser) syntaxError(err error) {
 	msg := err.Error()
 	if m := yamlLineErr.FindStringSubmatch(msg); m != nil {
 		line, _ := strconv.Atoi(m[1])
-		p.errs = append(p.errs, &Error{File: p.file, Line: line, Msg: "YAML syntax: " + m[2]})
+		p.errs = append(p.errs, &Error{File: p.file, Line: line, Msg: "YAML syntax: " + clip(m[2])})
 		return
 	}
-	p.errs = append(p.errs, &Error{File: p.file, Msg: "YAML syntax: " + strings.TrimPrefix(msg, "yaml: ")})
+	p.errs = append(p.errs, &Error{File: p.file, Msg: "YAML syntax: " + clip(strings.TrimPrefix(msg, "yaml: "))})
 }
 
 // resolve follows aliases (*anchor) to the node they name.
@@ -197,7 +271,7 @@ func kindName(n *yaml.Node) string {
 		if isNull(n) {
 			return "nothing"
 		}
-		return fmt.Sprintf("the value %q", n.Value)
+		return "the value " + quote(n.Value)
 	}
 	return "something else"
 }
@@ -239,11 +313,11 @@ func (p *parser) mapping(n *yaml.Node, path string, fields []field, required ...
 			if s := suggest(k.Value, names); s != "" {
 				hint = fmt.Sprintf("; did you mean %q?", s)
 			}
-			p.errorf(k, path, "unknown field %q (valid here: %s%s)", k.Value, strings.Join(names, ", "), hint)
+			p.errorf(k, path, "unknown field %s (valid here: %s%s)", quote(k.Value), strings.Join(names, ", "), hint)
 			continue
 		}
 		if first := seen[k.Value]; first != nil {
-			p.errorf(k, path, "duplicate field %q (first at line %d; valid: each field once)", k.Value, first.Line)
+			p.errorf(k, path, "duplicate field %s (first at line %d; valid: each field once)", quote(k.Value), first.Line)
 			continue
 		}
 		seen[k.Value] = k
@@ -348,7 +422,7 @@ func (p *parser) integer(n *yaml.Node, path string, min, max int64, valid string
 	}
 	v, err := parseInt(n.Value)
 	if err == nil && n.Style&(yaml.DoubleQuotedStyle|yaml.SingleQuotedStyle|yaml.LiteralStyle|yaml.FoldedStyle) != 0 {
-		p.errorf(n, path, "%q is quoted, which makes it a string (valid: %s, without quotes)", n.Value, valid)
+		p.errorf(n, path, "%s is quoted, which makes it a string (valid: %s, without quotes)", quote(n.Value), valid)
 		return 0, false
 	}
 	// The tag is not checked: YAML calls 08 a float, but it is plainly 8.
@@ -434,7 +508,7 @@ func (p *parser) addr(n *yaml.Node, path, valid string) (netip.Addr, bool) {
 	a, err := netip.ParseAddr(s)
 	if err != nil {
 		if pf, perr := netip.ParsePrefix(s); perr == nil {
-			p.errorf(n, path, "%q is a prefix (valid: %s, without /%d)", s, valid, pf.Bits())
+			p.errorf(n, path, "%s is a prefix (valid: %s, without /%d)", quote(s), valid, pf.Bits())
 		} else {
 			p.invalid(n, path, valid)
 		}
@@ -444,7 +518,7 @@ func (p *parser) addr(n *yaml.Node, path, valid string) (netip.Addr, bool) {
 		if a.Is4In6() {
 			valid = "the IPv4 form " + a.Unmap().String()
 		}
-		p.errorf(n, path, "%q %s (valid: %s)", s, why, valid)
+		p.errorf(n, path, "%s %s (valid: %s)", quote(s), why, valid)
 		return netip.Addr{}, false
 	}
 	return a, true
@@ -476,6 +550,7 @@ const (
 	validHoldtime  = "whole seconds from 1s to 65535s, as a duration such as 600s or 10m, or an integer number of seconds"
 	validRegTime   = "0s for holdtime/3, or whole seconds from 1s to less than nhrp.holdtime, e.g. 200s"
 	validMaxSend   = "PACKETS/INTERVAL with 1..65535 packets and an interval of whole seconds from 1s to 65535s, e.g. 10000/10s"
+	validAuthKeys  = "a list of keys, each with id (2..65535) and secret (at least 16 bytes); the first signs"
 	validNHSList   = "a list of hubs, each with address, nbma and optionally port"
 	validMapList   = "a list of static mappings, each with address, nbma and optionally port and multicast"
 	validRouteList = "a list of routes, each with prefix and via"
@@ -539,11 +614,12 @@ func (p *parser) tunnel(n *yaml.Node, path string, t *Tunnel) {
 			}
 			switch {
 			case len(s) > MaxDeviceLen:
-				p.errorf(n, path, "%q is %d bytes long (valid: %s)", s, len(s), valid)
+				q, _ := quoteCut(s)
+				p.errorf(n, path, "%s is %d bytes long (valid: %s)", q, len(s), valid)
 			case s == "." || s == "..":
 				p.invalid(n, path, valid)
 			case strings.ContainsAny(s, "/:") || strings.IndexFunc(s, isSpace) >= 0:
-				p.errorf(n, path, "%q contains '/', ':' or whitespace (valid: %s)", s, valid)
+				p.errorf(n, path, "%s contains '/', ':' or whitespace (valid: %s)", quote(s), valid)
 			default:
 				t.Device = s
 			}
@@ -561,7 +637,7 @@ func (p *parser) tunnel(n *yaml.Node, path string, t *Tunnel) {
 					if a.Is6() {
 						bits = 64
 					}
-					p.errorf(n, path, "%q has no subnet length (valid: %s, e.g. %s/%d)", s, valid, a, bits)
+					p.errorf(n, path, "%s has no subnet length (valid: %s, e.g. %s/%d)", quote(s), valid, a, bits)
 				} else {
 					p.invalid(n, path, valid)
 				}
@@ -572,7 +648,7 @@ func (p *parser) tunnel(n *yaml.Node, path string, t *Tunnel) {
 				if why == "" {
 					why = "is a loopback address"
 				}
-				p.errorf(n, path, "%q %s (valid: %s)", s, why, valid)
+				p.errorf(n, path, "%s %s (valid: %s)", quote(s), why, valid)
 				return
 			}
 			if a.Is4() && pf.Bits() <= 30 {
@@ -582,8 +658,8 @@ func (p *parser) tunnel(n *yaml.Node, path string, t *Tunnel) {
 					if a == last {
 						what = "broadcast"
 					}
-					p.errorf(n, path, "%q is the %s address of %s (valid: a host address in %s, e.g. %s/%d)",
-						s, what, pf.Masked(), pf.Masked(), pf.Masked().Addr().Next(), pf.Bits())
+					p.errorf(n, path, "%s is the %s address of %s (valid: a host address in %s, e.g. %s/%d)",
+						quote(s), what, pf.Masked(), pf.Masked(), pf.Masked().Addr().Next(), pf.Bits())
 					return
 				}
 			}
@@ -676,6 +752,37 @@ func (p *parser) nhrp(n *yaml.Node, path string, h *NHRP) {
 				h.Authentication = s
 			}
 		}},
+		{"authentication-keys", func(n *yaml.Node, path string) {
+			seen := map[uint16]bool{}
+			p.list(n, path, validAuthKeys, func(n *yaml.Node, path string) {
+				var k AuthKey
+				p.mapping(n, path, []field{
+					{"id", func(n *yaml.Node, path string) {
+						if v, ok := p.integer(n, path, 2, 65535, "an integer 2..65535 (1 is Cisco's clear-text form)"); ok {
+							if seen[uint16(v)] {
+								p.errorf(n, path, "key ID %d appears twice (valid: each ID once)", v)
+							}
+							seen[uint16(v)] = true
+							k.ID = uint16(v)
+						}
+					}},
+					{"secret", func(n *yaml.Node, path string) {
+						const valid = "a string of at least 16 bytes"
+						if s, ok := p.str(n, path, valid); ok {
+							if len(s) < MinAuthKeyLen {
+								p.errorf(n, path, "is %d bytes long (valid: %s)", len(s), valid)
+								return
+							}
+							k.Secret = s
+						}
+					}},
+				}, "id", "secret")
+				h.AuthenticationKeys = append(h.AuthenticationKeys, k)
+			})
+		}},
+		{"authentication-max-skew", func(n *yaml.Node, path string) {
+			h.AuthenticationMaxSkew, _ = p.duration(n, path, time.Second, time.Hour, false, "a duration from 1s to 1h, e.g. 60s")
+		}},
 		{"nhs", func(n *yaml.Node, path string) {
 			p.list(n, path, validNHSList, func(n *yaml.Node, path string) {
 				var s NHS
@@ -693,25 +800,42 @@ func (p *parser) nhrp(n *yaml.Node, path string, h *NHRP) {
 		{"shortcut", func(n *yaml.Node, path string) { h.Shortcut, _ = p.boolean(n, path) }},
 		{"redirect", func(n *yaml.Node, path string) { h.Redirect, _ = p.boolean(n, path) }},
 		{"unique", func(n *yaml.Node, path string) { h.Unique, _ = p.boolean(n, path) }},
-		{"max-send", func(n *yaml.Node, path string) {
-			s, ok := p.str(n, path, validMaxSend)
-			if !ok {
-				return
+		{"max-send", func(n *yaml.Node, path string) { h.MaxSend, _ = p.rate(n, path) }},
+		{"max-receive", func(n *yaml.Node, path string) { h.MaxReceive, _ = p.rate(n, path) }},
+		{"max-holdtime", func(n *yaml.Node, path string) {
+			h.MaxHoldtime, _ = p.duration(n, path, MinHoldtime, MaxHoldtime, false, validHoldtime)
+		}},
+		{"max-entries", func(n *yaml.Node, path string) {
+			if v, ok := p.integer(n, path, 16, 10_000_000, "an integer 16..10000000"); ok {
+				h.MaxEntries = int(v)
 			}
-			count, per, found := strings.Cut(s, "/")
-			if !found {
-				p.invalid(n, path, validMaxSend)
-				return
+		}},
+		{"max-entries-per-nbma", func(n *yaml.Node, path string) {
+			if v, ok := p.integer(n, path, 1, 10_000_000, "an integer 1..10000000"); ok {
+				h.MaxEntriesPerNBMA = int(v)
 			}
-			c, err := strconv.Atoi(strings.TrimSpace(count))
-			d, dok := durationText(strings.TrimSpace(per))
-			if err != nil || c < 1 || c > 65535 || !dok || d < time.Second || d > 65535*time.Second || d%time.Second != 0 {
-				p.invalid(n, path, validMaxSend)
-				return
-			}
-			h.MaxSend = Rate{Packets: c, Interval: d}
 		}},
 	}, "network-id")
+}
+
+// rate parses "PACKETS/INTERVAL" (max-send, max-receive).
+func (p *parser) rate(n *yaml.Node, path string) (Rate, bool) {
+	s, ok := p.str(n, path, validMaxSend)
+	if !ok {
+		return Rate{}, false
+	}
+	count, per, found := strings.Cut(s, "/")
+	if !found {
+		p.invalid(n, path, validMaxSend)
+		return Rate{}, false
+	}
+	c, err := strconv.Atoi(strings.TrimSpace(count))
+	d, dok := durationText(strings.TrimSpace(per))
+	if err != nil || c < 1 || c > 65535 || !dok || d < time.Second || d > 65535*time.Second || d%time.Second != 0 {
+		p.invalid(n, path, validMaxSend)
+		return Rate{}, false
+	}
+	return Rate{Packets: c, Interval: d}, true
 }
 
 // peer parses an nhs or map entry: address, nbma, port and, for map
@@ -747,18 +871,18 @@ func (p *parser) route(n *yaml.Node, path string, r *Route) {
 			pf, err := netip.ParsePrefix(s)
 			if err != nil {
 				if a, aerr := netip.ParseAddr(s); aerr == nil && a.Zone() == "" {
-					p.errorf(n, path, "%q has no prefix length (valid: %s; a single host is %s)", s, valid, netip.PrefixFrom(a, a.BitLen()))
+					p.errorf(n, path, "%s has no prefix length (valid: %s; a single host is %s)", quote(s), valid, netip.PrefixFrom(a, a.BitLen()))
 				} else {
 					p.invalid(n, path, valid)
 				}
 				return
 			}
 			if pf.Addr().Is4In6() {
-				p.errorf(n, path, "%q is an IPv4-mapped IPv6 prefix (valid: %s)", s, valid)
+				p.errorf(n, path, "%s is an IPv4-mapped IPv6 prefix (valid: %s)", quote(s), valid)
 				return
 			}
 			if m := pf.Masked(); m != pf {
-				p.errorf(n, path, "%q has host bits set (valid: %s)", s, m)
+				p.errorf(n, path, "%s has host bits set (valid: %s)", quote(s), m)
 				return
 			}
 			r.Prefix = pf
@@ -780,6 +904,9 @@ func suggest(s string, valid []string) string {
 			}
 			return r
 		}, strings.ToLower(s))
+	}
+	if len(s) > 4*maxQuoted {
+		return "" // no field name is anywhere near this long
 	}
 	ns := norm(s)
 	for _, v := range valid {

@@ -33,6 +33,11 @@ func (p *parser) validate(c *Config) {
 			h.RegistrationTimeout, h.Holdtime, validRegTime)
 	}
 
+	if p.has("nhrp.authentication") && p.has("nhrp.authentication-keys") {
+		p.errorf(p.at("nhrp.authentication-keys"), "nhrp.authentication-keys",
+			"set together with nhrp.authentication (valid: one of them: authentication for Cisco's clear text, authentication-keys for keyed HMAC-SHA-256)")
+	}
+
 	nhsAddr := make(map[netip.Addr]int)
 	nhsEndpoint := make(map[netip.AddrPort]int)
 	for i, s := range h.NHS {

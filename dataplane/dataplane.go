@@ -244,6 +244,13 @@ func newBatch(conns map[underlay.Transport]underlay.Conn, size int) *batch {
 	return b
 }
 
+// full reports whether the batch for t is at its capacity (adding would
+// grow it).
+func (b *batch) full(t underlay.Transport) bool {
+	s, ok := b.by[t]
+	return ok && len(s) == cap(s)
+}
+
 func (b *batch) add(t underlay.Transport, d underlay.Datagram) bool {
 	s, ok := b.by[t]
 	if !ok {
@@ -307,7 +314,6 @@ func (p *Plane) RunOverlay() error {
 		bufs[i] = make([]byte, tunOffset+maxPacket)
 	}
 	out := newBatch(p.conns, bs*2)
-	var mcast [][]byte // scratch copies for multicast replication
 	for {
 		n, err := p.dev.Read(bufs, sizes, tunOffset)
 		if err != nil {
@@ -321,7 +327,6 @@ func (p *Plane) RunOverlay() error {
 			return fmt.Errorf("dataplane: overlay read: %w", err)
 		}
 		p.c.overlayRx.Add(uint64(n))
-		mused := 0
 		r := p.cache.Reader()
 		for i := 0; i < n; i++ {
 			pkt := bufs[i][tunOffset : tunOffset+sizes[i]]
@@ -331,17 +336,7 @@ func (p *Plane) RunOverlay() error {
 				continue
 			}
 			if isMulticast(dst, p.cfg.Subnet) {
-				for _, peer := range p.cache.Multicast() {
-					if mused == len(mcast) {
-						mcast = append(mcast, make([]byte, tunOffset+maxPacket))
-					}
-					buf := mcast[mused]
-					mused++
-					copy(buf[tunOffset:], pkt)
-					if p.encap(out, buf, tunOffset, len(pkt), proto, peer.NBMA, peer.Transport) {
-						p.c.multicast.Add(1)
-					}
-				}
+				p.replicate(out, r, bufs[i], len(pkt), proto)
 				continue
 			}
 			route, ok := p.fib.Lookup(dst)
@@ -358,6 +353,34 @@ func (p *Plane) RunOverlay() error {
 		}
 		r.Release()
 		p.flush(out)
+	}
+}
+
+// replicate sends an overlay multicast or broadcast packet (at tunOffset in
+// buf) to every multicast peer: the GRE header is the same for all of them,
+// so the packet is encapsulated once and every datagram points at the same
+// bytes (sockets only read them). The batch is flushed whenever it fills,
+// so a hub with thousands of spokes sends in bounded batches and allocates
+// nothing per peer.
+func (p *Plane) replicate(out *batch, r cache.Reader, buf []byte, n int, proto uint16) {
+	peers := r.Multicast()
+	if len(peers) == 0 {
+		return
+	}
+	h := p.greHeader(proto)
+	start, err := gre.Encapsulate(buf[:tunOffset+n], tunOffset, &h)
+	if err != nil {
+		return
+	}
+	for _, peer := range peers {
+		if out.full(peer.Transport) {
+			p.flush(out)
+		}
+		if out.add(peer.Transport, underlay.Datagram{Buf: buf, Off: start, Len: tunOffset + n - start, Peer: peer.NBMA}) {
+			p.c.multicast.Add(1)
+		} else {
+			p.c.noPeer.Add(1)
+		}
 	}
 }
 

@@ -239,7 +239,7 @@ func (e *env) stopSpoke2Purged() time.Duration {
 	} else {
 		e.t.Logf("spoke1 log: %s", line)
 	}
-	if err := e.poll(2*time.Second, 50*time.Millisecond, func() error {
+	if err := e.poll(4*time.Second, 50*time.Millisecond, func() error {
 		_, err := e.hubPeersUp(lab.Spoke1, lab.Spoke3)
 		return err
 	}); err != nil {

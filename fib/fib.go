@@ -15,8 +15,8 @@ import (
 	"github.com/gaissmai/bart"
 )
 
-// Source is where a route came from. Lower values win for the same prefix
-// (like administrative distance).
+// Source is where a route came from. For the same prefix the route with the
+// lowest Distance wins (like an administrative distance).
 type Source uint8
 
 const (
@@ -25,6 +25,27 @@ const (
 	SourceNHRP                        // shortcut learned by NHRP resolution (phase 3)
 	SourceBGP                         // learned over the overlay
 )
+
+// Distance orders sources for the same prefix: connected, then an NHRP
+// shortcut, then static, then BGP. A shortcut for exactly the prefix of a
+// static or BGP route overrides it, as Cisco's NHRP next-hop override does:
+// the shortcut is the same destination reached directly instead of through
+// the hub, and a shortcut that lost to the route it refines would never be
+// used while redirects kept asking for it. It never beats the connected
+// tunnel subnet (the engine installs no shortcut inside it).
+func (s Source) Distance() int {
+	switch s {
+	case SourceConnected:
+		return 0
+	case SourceNHRP:
+		return 1
+	case SourceStatic:
+		return 2
+	case SourceBGP:
+		return 3
+	}
+	return 255
+}
 
 func (s Source) String() string {
 	switch s {
@@ -82,7 +103,7 @@ func (t *Table) Add(r Route) {
 	defer t.mu.Unlock()
 	rs := slices.DeleteFunc(t.routes[r.Prefix], func(o Route) bool { return o.Source == r.Source })
 	rs = append(rs, r)
-	slices.SortStableFunc(rs, func(a, b Route) int { return cmp.Compare(a.Source, b.Source) })
+	slices.SortStableFunc(rs, func(a, b Route) int { return cmp.Compare(a.Source.Distance(), b.Source.Distance()) })
 	t.routes[r.Prefix] = rs
 	t.publish(r.Prefix)
 }
@@ -116,6 +137,31 @@ func (t *Table) publish(prefix netip.Prefix) {
 	} else {
 		t.cur.Store(old.DeletePersist(prefix))
 	}
+}
+
+// Get returns the route for prefix from source, if there is one.
+func (t *Table) Get(prefix netip.Prefix, src Source) (Route, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, r := range t.routes[prefix.Masked()] {
+		if r.Source == src {
+			return r, true
+		}
+	}
+	return Route{}, false
+}
+
+// Covering returns the routes in use whose prefixes contain dst, longest
+// first (at most one per prefix length: a bounded walk up the tree).
+func (t *Table) Covering(dst netip.Addr) []Route {
+	cur := t.cur.Load()
+	var out []Route
+	for bits := dst.BitLen(); bits >= 0; bits-- {
+		if r, ok := cur.Get(netip.PrefixFrom(dst, bits).Masked()); ok {
+			out = append(out, r)
+		}
+	}
+	return out
 }
 
 // Routes returns every installed route (best and backup), sorted by prefix

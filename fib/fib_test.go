@@ -32,17 +32,23 @@ func TestLongestMatchAndSources(t *testing.T) {
 		}
 	}
 
-	// A static route for the same prefix wins over NHRP; deleting it
-	// uncovers the NHRP one again.
+	// An NHRP shortcut for the same prefix as a static route overrides it
+	// (next-hop override); deleting the shortcut uncovers the static one.
 	tb.Add(Route{Prefix: p("10.1.2.0/24"), NextHop: a("10.0.0.1"), Source: SourceStatic})
-	if r, _ := tb.Lookup(a("10.1.2.10")); r.Source != SourceStatic {
-		t.Fatalf("static should win, got %v", r)
+	if r, _ := tb.Lookup(a("10.1.2.10")); r.Source != SourceNHRP {
+		t.Fatalf("the shortcut should win, got %v", r)
 	}
 	if !tb.Delete(p("10.1.2.0/24"), SourceStatic) {
 		t.Fatal("delete static")
 	}
 	if r, _ := tb.Lookup(a("10.1.2.10")); r.Source != SourceNHRP {
-		t.Fatalf("nhrp route should be back, got %v", r)
+		t.Fatalf("nhrp route should stay, got %v", r)
+	}
+	if _, ok := tb.Get(p("10.1.2.0/24"), SourceNHRP); !ok {
+		t.Fatal("Get nhrp")
+	}
+	if rs := tb.Covering(a("10.1.2.10")); len(rs) < 2 || rs[0].Prefix != p("10.1.2.0/24") {
+		t.Fatalf("covering %v", rs)
 	}
 	tb.Delete(p("10.1.2.0/24"), SourceNHRP)
 	if r, _ := tb.Lookup(a("10.1.2.10")); r.NextHop != a("10.0.0.1") {

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 
 	"golang.zx2c4.com/wireguard/tun"
 
@@ -19,6 +20,7 @@ import (
 	"github.com/dmvpn/dmvpn/fib"
 	"github.com/dmvpn/dmvpn/gre"
 	"github.com/dmvpn/dmvpn/localroute"
+	"github.com/dmvpn/dmvpn/nhrp"
 	"github.com/dmvpn/dmvpn/nhrp/cache"
 	"github.com/dmvpn/dmvpn/nhrp/engine"
 	"github.com/dmvpn/dmvpn/overlay"
@@ -55,7 +57,26 @@ type Node struct {
 	conns  []underlay.Conn
 	wake   chan struct{}
 	events chan event
-	stopBg context.CancelFunc // background helpers (kernel route mirror)
+	// ctl carries NHRP packets from the underlay readers to the control
+	// loop: bounded, and posted to without waiting, so a flood of
+	// control packets costs the data plane a copy and a counter, never
+	// a stall.
+	ctl        chan ctlPacket
+	ctlPool    sync.Pool
+	ctlDropped atomic.Uint64
+	stopBg     context.CancelFunc // background helpers (kernel route mirror)
+}
+
+// ctlQueue is the control queue's depth: at the engine's per-packet cost
+// (microseconds) a full queue drains in a few milliseconds.
+const ctlQueue = 1024
+
+// ctlPacket is an NHRP packet copied out of the underlay's read buffer.
+type ctlPacket struct {
+	from netip.AddrPort
+	t    underlay.Transport
+	buf  *[]byte
+	n    int
 }
 
 // event is a data path observation for the control plane: a next hop to
@@ -82,12 +103,17 @@ func New(cfg *config.Config, opts Options) (n *Node, err error) {
 		opts.Listen = listenReal
 	}
 	n = &Node{cfg: cfg, opts: opts, log: opts.Log.With("node", cfg.Name), clk: opts.Clock,
-		fib: fib.New(), cache: cache.New(), wake: make(chan struct{}, 1), events: make(chan event, 256)}
-	defer func() {
+		fib: fib.New(), wake: make(chan struct{}, 1), events: make(chan event, 256), ctl: make(chan ctlPacket, ctlQueue),
+		cache: cache.NewWithLimits(cache.Limits{MaxEntries: cfg.NHRP.MaxEntries, MaxPerNBMA: cfg.NHRP.MaxEntriesPerNBMA})}
+	n.ctlPool.New = func() any { b := make([]byte, 2048); return &b }
+	// The cleanup gets the node as an argument: every error return below
+	// ("return nil, err") sets the named result n to nil before deferred
+	// calls run, so reading n here would dereference nil.
+	defer func(n *Node) {
 		if err != nil {
 			n.closeAll()
 		}
-	}()
+	}(n)
 
 	// Underlay first: with a raw GRE socket open the kernel stops answering
 	// GRE with ICMP protocol-unreachable, so peers never see us half up.
@@ -142,12 +168,26 @@ func New(cfg *config.Config, opts Options) (n *Node, err error) {
 		Holdtime:             cfg.NHRP.Holdtime,
 		RegistrationInterval: cfg.NHRP.RegistrationTimeout,
 		Authentication:       []byte(cfg.NHRP.Authentication),
+		HMACMaxSkew:          cfg.NHRP.AuthenticationMaxSkew,
 		Unique:               cfg.NHRP.Unique,
+		Server:               cfg.IsHub(),
+		MaxHoldtime:          cfg.NHRP.MaxHoldtime,
+		MaxSend:              engine.Rate{Packets: cfg.NHRP.MaxSend.Packets, Interval: cfg.NHRP.MaxSend.Interval},
+		MaxReceive:           engine.Rate{Packets: cfg.NHRP.MaxReceive.Packets, Interval: cfg.NHRP.MaxReceive.Interval},
 		Transport:            cfg.Tunnel.Transport,
 		Shortcut:             cfg.NHRP.Shortcut,
 		Redirect:             cfg.NHRP.Redirect,
 		Routes:               n.fib,
 		Host:                 host,
+	}
+	if len(cfg.NHRP.AuthenticationKeys) > 0 {
+		keys := make([]nhrp.HMACKey, len(cfg.NHRP.AuthenticationKeys))
+		for i, k := range cfg.NHRP.AuthenticationKeys {
+			keys[i] = nhrp.HMACKey{ID: k.ID, Secret: []byte(k.Secret)}
+		}
+		if ecfg.HMAC, err = nhrp.NewHMACKeys(keys); err != nil {
+			return nil, fmt.Errorf("node %s: nhrp.authentication-keys: %w", cfg.Name, err)
+		}
 	}
 	var nhsAddrs []netip.Addr
 	for _, s := range cfg.NHRP.NHS {
@@ -203,9 +243,40 @@ func listenReal(local netip.AddrPort, t underlay.Transport) (underlay.Conn, erro
 	return nil, fmt.Errorf("unknown transport %v", t)
 }
 
+// handleControl runs on an underlay reader: it copies the packet and
+// queues it for the control loop, or drops and counts it when the queue is
+// full.
 func (n *Node) handleControl(peer netip.AddrPort, t underlay.Transport, pkt []byte) {
-	n.engine.HandlePacket(n.clk.Now(), peer, t, pkt)
-	n.poke()
+	bp := n.ctlPool.Get().(*[]byte)
+	if cap(*bp) < len(pkt) {
+		*bp = make([]byte, len(pkt))
+	}
+	m := ctlPacket{from: peer, t: t, buf: bp, n: copy((*bp)[:cap(*bp)], pkt)}
+	select {
+	case n.ctl <- m:
+	default:
+		n.ctlDropped.Add(1)
+		n.ctlPool.Put(bp)
+	}
+}
+
+// handleQueued hands one queued packet to the engine, then as many more as
+// are waiting (bounded), before the loop recomputes its deadline.
+func (n *Node) handleQueued(m ctlPacket) {
+	for i := 0; ; i++ {
+		n.engine.HandlePacket(n.clk.Now(), m.from, m.t, (*m.buf)[:m.n])
+		if cap(*m.buf) <= 64<<10 {
+			n.ctlPool.Put(m.buf)
+		}
+		if i == ctlQueue {
+			return
+		}
+		select {
+		case m = <-n.ctl:
+		default:
+			return
+		}
+	}
 }
 
 // post hands a data path event to the control loop, dropping it when the
@@ -270,6 +341,8 @@ loop:
 			break loop
 		case <-n.wake:
 			n.engine.Tick(n.clk.Now())
+		case m := <-n.ctl:
+			n.handleQueued(m)
 		case ev := <-n.events:
 			if ev.miss.IsValid() {
 				n.engine.Resolve(n.clk.Now(), ev.miss)

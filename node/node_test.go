@@ -171,6 +171,17 @@ func (tn *testNet) advance(d time.Duration) {
 }
 
 // eventually polls cond for up to 5 s of real time.
+// expectProbesThenPurge waits for the hub's two liveness probes of a
+// registrant that left (after before probes in all), moving the fake clock
+// between them and past the last.
+func expectProbesThenPurge(t *testing.T, tn *testNet, hub *testNode, before uint64) {
+	t.Helper()
+	eventually(t, "first probe", func() bool { return hub.n.Engine().Stats().ProbesSent > before })
+	tn.clk.Advance(time.Second)
+	eventually(t, "second probe", func() bool { return hub.n.Engine().Stats().ProbesSent > before+1 })
+	tn.clk.Advance(time.Second)
+}
+
 func eventually(t testing.TB, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
@@ -347,8 +358,11 @@ func TestStoppedSpokePurgedOrExpired(t *testing.T) {
 	s2 := tn.start(spokeYAML(2, "198.51.100.65", "gre", 42, "lab"), "10.1.2.0/24")
 	eventually(t, "registered", func() bool { return hub.n.Cache().Len() == 2 })
 
-	// A clean stop purges at once.
+	// A clean stop purges as soon as the hub's liveness probes of the
+	// registrant (1 s apart) go unanswered.
+	probes := hub.n.Engine().Stats().ProbesSent
 	s1.stop(t)
+	expectProbesThenPurge(t, tn, hub, probes)
 	eventually(t, "spoke1 purged", func() bool {
 		_, ok := hub.n.Cache().Get(netip.MustParseAddr("10.0.0.11"))
 		return !ok

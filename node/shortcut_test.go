@@ -126,14 +126,23 @@ func TestPhase3PurgeWhenOwnerLeaves(t *testing.T) {
 	ping(t, s1, s2, "10.1.1.10", "10.1.2.10")
 	eventually(t, "shortcut", func() bool { return shortcutVia(s1, "10.1.2.0/24", "10.0.0.12") })
 
+	probes := hub.n.Engine().Stats().ProbesSent
 	s2.stop(t)
 	delete(tn.nodes, "spoke2")
 	eventually(t, "spoke1's shortcut purged", func() bool { return !shortcutVia(s1, "10.1.2.0/24", "10.0.0.12") && !mapped(s1, "10.0.0.12") })
-	_ = hub
 
 	// spoke2 comes back at another NBMA address: traffic goes via the hub
 	// and then direct to the new address.
+	// The hub still holds its old binding (the purge spoke2 sent on the
+	// way out is only honoured once the old endpoint fails its liveness
+	// probes), refuses the new address meanwhile, and accepts its retry.
 	s2 = tn.start(phase3Spoke(2, "198.51.100.66", "gre"), "10.1.2.0/24")
+	expectProbesThenPurge(t, tn, hub, probes)
+	eventually(t, "old binding removed", func() bool {
+		e, ok := hub.n.Cache().Get(netip.MustParseAddr("10.0.0.12"))
+		return !ok || e.NBMA.Addr() == netip.MustParseAddr("198.51.100.66")
+	})
+	tn.advance(5 * time.Second) // spoke2's retry after the refusal
 	eventually(t, "spoke2 back", func() bool { return registered(s2) })
 	tn.advance(11 * time.Second) // past the negative-cache time of any failed attempt
 	ping(t, s1, s2, "10.1.1.10", "10.1.2.10")

@@ -110,6 +110,9 @@ func (n *Node) Routes() []api.Route {
 func (n *Node) Stats() api.Stats {
 	d := n.plane.Stats()
 	e := n.engine.Stats()
+	cs := n.cache.Stats()
+	dropped := e.DroppedByName()
+	dropped["queue_full"] = n.ctlDropped.Load()
 	return api.Stats{
 		DataPlane: map[string]uint64{
 			"overlay_rx": d.OverlayRx, "overlay_tx": d.OverlayTx, "underlay_rx": d.UnderlayRx, "underlay_tx": d.UnderlayTx,
@@ -123,8 +126,13 @@ func (n *Node) Stats() api.Stats {
 			"registrations_accepted": e.RegistrationsAccepted, "registrations_refused": e.RegistrationsRefused,
 			"purges_received": e.PurgesReceived, "expired_entries": e.ExpiredEntries,
 			"purges_sent": e.PurgesSent, "redirects_sent": e.RedirectsSent,
+			"probes_sent": e.ProbesSent, "probes_refuted": e.ProbesRefuted,
+			"cache_entries": uint64(n.cache.Len()), "cache_evicted": cs.Evicted,
+			"cache_refused_full": cs.RefusedFull, "cache_refused_per_nbma": cs.RefusedPerNBMA,
+			"control_queue_depth": uint64(len(n.ctl)), "log_lines_suppressed": n.engine.LogSuppressed(),
 		},
-		Underlay: n.underlayStats(),
+		NHRPDropped: dropped,
+		Underlay:    n.underlayStats(),
 	}
 }
 

@@ -16,6 +16,15 @@ import (
 // Where the kernel has them, the socket uses UDP GSO on send and UDP GRO on
 // receive (see gso_linux.go and Offloads): runs of same-sized datagrams to
 // one peer travel through the kernel as one skb.
+//
+// Sizes (measured in private namespaces on Linux 6.18, lo at MTU 65536 and
+// 1500, UDP GRO on and off; pinned by bigdatagram_linux_test.go): IP
+// fragments are reassembled before UDP delivery exactly as before raw
+// delivery, so GRE packets up to the IPv4 maximum arrive whole, as over raw
+// GRE: 65,507 bytes here (65,535 - 20 - 8), 65,515 there (65,535 - 20). One
+// byte more fails with EMSGSIZE at the sender on both. A datagram longer than
+// the room after the caller's Off is dropped and counted in Dropped, with
+// UDP GRO on (the reader's 64 KiB buffers hold any datagram) or off (MSG_TRUNC).
 type UDPConn struct {
 	*sock
 }

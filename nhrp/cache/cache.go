@@ -2,9 +2,21 @@
 // lives at, with the entry's kind, holding time and flags. The NHRP engine
 // owns its content (it is the only writer); the data path reads it
 // concurrently, under a read lock taken once per packet batch.
+//
+// Every operation costs the same whatever the cache holds: the indexes (by
+// endpoint, multicast peers, NBMA address counts, the expiry heap and the
+// eviction ring) are updated incrementally, never rebuilt, and nothing but
+// All (for the management API) walks the whole table. The cache is bounded:
+// at most Limits.MaxEntries entries, at most Limits.MaxPerNBMA learned or
+// registered entries per NBMA address; when it is full a learned entry
+// (resolved, negative, incomplete) is evicted to make room, the oldest one
+// not used since it was last looked at first (a CLOCK ring), and a
+// registration or a static entry is never evicted.
 package cache
 
 import (
+	"container/heap"
+	"errors"
 	"net/netip"
 	"slices"
 	"strings"
@@ -47,6 +59,10 @@ func (t Type) String() string {
 	}
 	return "unknown"
 }
+
+// learned reports whether entries of type t were learned from the network
+// and may be evicted when the cache is full.
+func (t Type) learned() bool { return t == Resolved || t == Negative || t == Incomplete }
 
 // Entry maps an overlay (protocol) address to an NBMA endpoint.
 type Entry struct {
@@ -93,25 +109,143 @@ type Entry struct {
 	Direct bool
 }
 
+func (e *Entry) forwards() bool {
+	switch e.Type {
+	case Static, Dynamic, Resolved:
+		return e.NBMA.IsValid()
+	}
+	return false
+}
+
+// Limits bound the cache. Zero fields take the defaults.
+type Limits struct {
+	// MaxEntries bounds the whole cache.
+	MaxEntries int
+	// MaxPerNBMA bounds the non-static entries that map to one NBMA
+	// address (whatever the port): one peer, or a NAT in front of several,
+	// cannot fill the cache.
+	MaxPerNBMA int
+}
+
+// Defaults for Limits.
+const (
+	DefaultMaxEntries = 100_000
+	DefaultMaxPerNBMA = 256
+)
+
+// Errors returned by Put when an entry cannot be added.
+var (
+	ErrFull      = errors.New("nhrp cache full")
+	ErrNBMALimit = errors.New("too many cache entries for this NBMA address")
+)
+
+// Peer is a multicast replication target.
+type Peer struct {
+	NBMA      netip.AddrPort
+	Transport underlay.Transport
+}
+
+// item is an entry with its places in the indexes.
+type item struct {
+	Entry
+	heapIdx  int   // in expiry, -1 when not there
+	mcastIdx int   // in multicast, -1 when not there
+	ring     *item // eviction ring (learned entries only): next
+	prev     *item
+	inRing   bool
+}
+
+// Stats counts the cache's bounds at work.
+type Stats struct {
+	Evicted, RefusedFull, RefusedPerNBMA uint64
+}
+
 // Cache is safe for concurrent use.
 type Cache struct {
 	mu        sync.RWMutex
-	entries   map[netip.Addr]*Entry
-	byNBMA    map[netip.AddrPort]*Entry // forwarding entries by endpoint, for Touch
-	multicast atomic.Pointer[[]Entry]
+	lim       Limits
+	entries   map[netip.Addr]*item
+	byNBMA    map[netip.AddrPort]*item // forwarding entries by endpoint, for Touch
+	perNBMA   map[netip.Addr]int       // non-static entries per NBMA address
+	expiry    expiryHeap
+	multicast []Peer
+	mcastOf   []*item // parallel to multicast
+	hand      *item   // eviction ring: the oldest learned entry
+	stats     Stats
+	onEvict   func(Entry)
 }
 
-// New returns an empty cache.
-func New() *Cache {
-	c := &Cache{entries: map[netip.Addr]*Entry{}, byNBMA: map[netip.AddrPort]*Entry{}}
-	c.multicast.Store(&[]Entry{})
-	return c
+// New returns an empty cache with the default limits.
+func New() *Cache { return NewWithLimits(Limits{}) }
+
+// NewWithLimits returns an empty cache bounded by lim.
+func NewWithLimits(lim Limits) *Cache {
+	if lim.MaxEntries <= 0 {
+		lim.MaxEntries = DefaultMaxEntries
+	}
+	if lim.MaxPerNBMA <= 0 {
+		lim.MaxPerNBMA = DefaultMaxPerNBMA
+	}
+	return &Cache{lim: lim, entries: map[netip.Addr]*item{}, byNBMA: map[netip.AddrPort]*item{}, perNBMA: map[netip.Addr]int{}}
 }
 
-// Put inserts or replaces the entry for e.Protocol.
-func (c *Cache) Put(e Entry) {
+// Limits returns the cache's bounds.
+func (c *Cache) Limits() Limits { return c.lim }
+
+// Put inserts or replaces the entry for e.Protocol. A new entry that does
+// not fit is refused (ErrFull, ErrNBMALimit) unless a learned entry can be
+// evicted for it; replacing an entry always succeeds unless it moves to an
+// NBMA address that is at its limit.
+func (c *Cache) Put(e Entry) error {
 	if !e.Prefix.IsValid() {
 		e.Prefix = netip.PrefixFrom(e.Protocol, e.Protocol.BitLen())
+	}
+	c.mu.Lock()
+	victim, err := c.putLocked(e)
+	hook := c.onEvict
+	c.mu.Unlock()
+	if victim.Protocol.IsValid() && hook != nil {
+		hook(victim)
+	}
+	return err
+}
+
+// OnEvict sets a function called (outside the cache's lock, on the
+// goroutine that called Put) with every entry evicted to make room, so its
+// owner can drop what depended on it (routes through a shortcut).
+func (c *Cache) OnEvict(f func(Entry)) {
+	c.mu.Lock()
+	c.onEvict = f
+	c.mu.Unlock()
+}
+
+func (c *Cache) putLocked(e Entry) (victim Entry, err error) {
+	if it, ok := c.entries[e.Protocol]; ok {
+		if e.Type != Static && e.NBMA.Addr() != it.NBMA.Addr() && c.perNBMA[e.NBMA.Addr()] >= c.lim.MaxPerNBMA {
+			c.stats.RefusedPerNBMA++
+			return Entry{}, ErrNBMALimit
+		}
+		// A replacement starts unused; it keeps its receive time while it
+		// stays at the same endpoint. Reusing the atomics keeps a refresh
+		// free of allocations.
+		if e.Used == nil {
+			e.Used = it.Used
+			e.Used.Store(false)
+		}
+		if e.LastRx == nil && e.NBMA == it.NBMA {
+			e.LastRx = it.LastRx
+		}
+		if e.LastRx == nil {
+			e.LastRx = new(atomic.Int64)
+		}
+		c.unindex(it)
+		it.Entry = e
+		c.index(it)
+		return Entry{}, nil
+	}
+	if e.Type != Static && e.NBMA.Addr().IsValid() && c.perNBMA[e.NBMA.Addr()] >= c.lim.MaxPerNBMA {
+		c.stats.RefusedPerNBMA++
+		return Entry{}, ErrNBMALimit
 	}
 	if e.Used == nil {
 		e.Used = new(atomic.Bool)
@@ -119,34 +253,168 @@ func (c *Cache) Put(e Entry) {
 	if e.LastRx == nil {
 		e.LastRx = new(atomic.Int64)
 	}
-	c.mu.Lock()
-	c.entries[e.Protocol] = &e
-	c.rebuildMulticastLocked()
-	c.mu.Unlock()
+	if len(c.entries) >= c.lim.MaxEntries {
+		v, ok := c.evictLocked()
+		if !ok {
+			c.stats.RefusedFull++
+			return Entry{}, ErrFull
+		}
+		victim = v
+	}
+	it := &item{Entry: e, heapIdx: -1, mcastIdx: -1}
+	c.entries[e.Protocol] = it
+	c.index(it)
+	return victim, nil
+}
+
+// index adds it to every index its fields put it in.
+func (c *Cache) index(it *item) {
+	if it.Type != Static && it.NBMA.Addr().IsValid() {
+		c.perNBMA[it.NBMA.Addr()]++
+	}
+	if it.forwards() {
+		c.byNBMA[it.NBMA] = it
+		if it.Multicast {
+			it.mcastIdx = len(c.multicast)
+			c.multicast = append(c.multicast, Peer{NBMA: it.NBMA, Transport: it.Transport})
+			c.mcastOf = append(c.mcastOf, it)
+		}
+	}
+	if !it.Expires.IsZero() {
+		heap.Push(&c.expiry, it)
+	}
+	if it.Type.learned() {
+		c.ringAdd(it)
+	}
+}
+
+// unindex removes it from every index.
+func (c *Cache) unindex(it *item) {
+	if it.Type != Static && it.NBMA.Addr().IsValid() {
+		a := it.NBMA.Addr()
+		if c.perNBMA[a]--; c.perNBMA[a] <= 0 {
+			delete(c.perNBMA, a)
+		}
+	}
+	if c.byNBMA[it.NBMA] == it {
+		delete(c.byNBMA, it.NBMA)
+	}
+	if i := it.mcastIdx; i >= 0 {
+		last := len(c.multicast) - 1
+		c.multicast[i], c.mcastOf[i] = c.multicast[last], c.mcastOf[last]
+		c.mcastOf[i].mcastIdx = i
+		c.multicast[last], c.mcastOf[last] = Peer{}, nil
+		c.multicast, c.mcastOf = c.multicast[:last], c.mcastOf[:last]
+		it.mcastIdx = -1
+	}
+	if it.heapIdx >= 0 {
+		heap.Remove(&c.expiry, it.heapIdx)
+	}
+	if it.inRing {
+		c.ringRemove(it)
+	}
+}
+
+// ringAdd puts it at the young end of the eviction ring (just behind the
+// hand).
+func (c *Cache) ringAdd(it *item) {
+	it.inRing = true
+	if c.hand == nil {
+		it.ring, it.prev = it, it
+		c.hand = it
+		return
+	}
+	tail := c.hand.prev
+	it.prev, it.ring = tail, c.hand
+	tail.ring = it
+	c.hand.prev = it
+}
+
+func (c *Cache) ringRemove(it *item) {
+	it.inRing = false
+	if it.ring == it {
+		c.hand = nil
+	} else {
+		it.prev.ring = it.ring
+		it.ring.prev = it.prev
+		if c.hand == it {
+			c.hand = it.ring
+		}
+	}
+	it.ring, it.prev = nil, nil
+}
+
+// evictScan bounds the CLOCK sweep: past this many recently used entries
+// the oldest is evicted anyway, so Put stays O(1).
+const evictScan = 16
+
+// evictLocked removes one learned entry: the oldest not used since the
+// hand last passed it.
+func (c *Cache) evictLocked() (Entry, bool) {
+	for i := 0; c.hand != nil; i++ {
+		it := c.hand
+		if i < evictScan && it.Used.Load() {
+			it.Used.Store(false) // second chance
+			c.hand = it.ring
+			continue
+		}
+		c.unindex(it)
+		delete(c.entries, it.Protocol)
+		c.stats.Evicted++
+		return it.Entry, true
+	}
+	return Entry{}, false
 }
 
 // Delete removes the entry for addr and returns it.
 func (c *Cache) Delete(addr netip.Addr) (Entry, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	e, ok := c.entries[addr]
+	it, ok := c.entries[addr]
 	if !ok {
 		return Entry{}, false
 	}
+	c.unindex(it)
 	delete(c.entries, addr)
-	c.rebuildMulticastLocked()
-	return *e, true
+	return it.Entry, true
 }
 
 // Get returns a copy of the entry for addr.
 func (c *Cache) Get(addr netip.Addr) (Entry, bool) {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
-	e, ok := c.entries[addr]
+	it, ok := c.entries[addr]
 	if !ok {
 		return Entry{}, false
 	}
-	return *e, true
+	return it.Entry, true
+}
+
+// ByNBMA returns a copy of the forwarding entry at the NBMA endpoint ep.
+func (c *Cache) ByNBMA(ep netip.AddrPort) (Entry, bool) {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	it, ok := c.byNBMA[ep]
+	if !ok {
+		return Entry{}, false
+	}
+	return it.Entry, true
+}
+
+// Update applies f to the entry for addr under the write lock. f may change
+// any field but Protocol.
+func (c *Cache) Update(addr netip.Addr, f func(e *Entry)) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	it, ok := c.entries[addr]
+	if !ok {
+		return false
+	}
+	c.unindex(it)
+	f(&it.Entry)
+	it.Protocol = addr
+	c.index(it)
+	return true
 }
 
 // Reader is a read-locked view for the data path: take one per batch,
@@ -176,32 +444,15 @@ func (r Reader) Forward(addr netip.Addr) (netip.AddrPort, underlay.Transport, bo
 	return e.NBMA, e.Transport, true
 }
 
-func (e *Entry) forwards() bool {
-	switch e.Type {
-	case Static, Dynamic, Resolved:
-		return e.NBMA.IsValid()
-	}
-	return false
-}
+// Multicast returns the peers that multicast is replicated to. The slice
+// belongs to the cache and is valid until Release.
+func (r Reader) Multicast() []Peer { return r.c.multicast }
 
-// Multicast returns the peers that multicast is replicated to. The slice is
-// shared and must not be modified.
-func (c *Cache) Multicast() []Entry { return *c.multicast.Load() }
-
-// rebuildMulticastLocked recomputes the derived views (multicast peers,
-// entries by endpoint) after a change.
-func (c *Cache) rebuildMulticastLocked() {
-	var m []Entry
-	clear(c.byNBMA)
-	for _, e := range c.entries {
-		if e.Multicast && e.forwards() {
-			m = append(m, *e)
-		}
-		if e.forwards() {
-			c.byNBMA[e.NBMA] = e
-		}
-	}
-	c.multicast.Store(&m)
+// Multicast returns a copy of the multicast peers (for tests and the API).
+func (c *Cache) Multicast() []Peer {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return slices.Clone(c.multicast)
 }
 
 // Touch records that a packet arrived from the NBMA endpoint ep at now
@@ -219,14 +470,11 @@ func (c *Cache) Expire(now time.Time) []Entry {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	var gone []Entry
-	for k, e := range c.entries {
-		if !e.Expires.IsZero() && !now.Before(e.Expires) {
-			gone = append(gone, *e)
-			delete(c.entries, k)
-		}
-	}
-	if len(gone) > 0 {
-		c.rebuildMulticastLocked()
+	for len(c.expiry) > 0 && !now.Before(c.expiry[0].Expires) {
+		it := c.expiry[0]
+		c.unindex(it)
+		delete(c.entries, it.Protocol)
+		gone = append(gone, it.Entry)
 	}
 	return gone
 }
@@ -235,34 +483,19 @@ func (c *Cache) Expire(now time.Time) []Entry {
 func (c *Cache) NextExpiry() time.Time {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
-	var next time.Time
-	for _, e := range c.entries {
-		if !e.Expires.IsZero() && (next.IsZero() || e.Expires.Before(next)) {
-			next = e.Expires
-		}
+	if len(c.expiry) == 0 {
+		return time.Time{}
 	}
-	return next
+	return c.expiry[0].Expires
 }
 
-// Update applies f to the entry for addr under the write lock.
-func (c *Cache) Update(addr netip.Addr, f func(e *Entry)) bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	e, ok := c.entries[addr]
-	if !ok {
-		return false
-	}
-	f(e)
-	c.rebuildMulticastLocked()
-	return true
-}
-
-// All returns copies of every entry sorted by protocol address.
+// All returns copies of every entry sorted by protocol address. It walks
+// the whole cache: for the management API, never per packet or event.
 func (c *Cache) All() []Entry {
 	c.mu.RLock()
 	out := make([]Entry, 0, len(c.entries))
 	for _, e := range c.entries {
-		out = append(out, *e)
+		out = append(out, e.Entry)
 	}
 	c.mu.RUnlock()
 	slices.SortFunc(out, func(a, b Entry) int { return a.Protocol.Compare(b.Protocol) })
@@ -274,6 +507,21 @@ func (c *Cache) Len() int {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
 	return len(c.entries)
+}
+
+// CountNBMA is the number of non-static entries mapping to the NBMA
+// address a.
+func (c *Cache) CountNBMA(a netip.Addr) int {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return c.perNBMA[a]
+}
+
+// Stats returns the cache's counters.
+func (c *Cache) Stats() Stats {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return c.stats
 }
 
 // Attributes returns Cisco's `show dmvpn` attribute letters for e:
@@ -292,4 +540,28 @@ func (e *Entry) Attributes() string {
 		b.WriteByte('N')
 	}
 	return b.String()
+}
+
+// expiryHeap orders entries with a holding time by expiry (container/heap).
+type expiryHeap []*item
+
+func (h expiryHeap) Len() int           { return len(h) }
+func (h expiryHeap) Less(i, j int) bool { return h[i].Expires.Before(h[j].Expires) }
+func (h expiryHeap) Swap(i, j int) {
+	h[i], h[j] = h[j], h[i]
+	h[i].heapIdx, h[j].heapIdx = i, j
+}
+func (h *expiryHeap) Push(x any) {
+	it := x.(*item)
+	it.heapIdx = len(*h)
+	*h = append(*h, it)
+}
+func (h *expiryHeap) Pop() any {
+	old := *h
+	n := len(old)
+	it := old[n-1]
+	old[n-1] = nil
+	it.heapIdx = -1
+	*h = old[:n-1]
+	return it
 }

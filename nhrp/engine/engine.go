@@ -1,27 +1,45 @@
 // Package engine is the NHRP protocol engine of one tunnel: the NHC side
-// (register with each NHS, refresh, retry with backoff, deregister) and the
-// NHS side (accept or refuse registrations, keep dynamic entries until they
-// expire, answer purges), plus Error Indications both ways.
+// (register with each NHS, refresh, retry with backoff, deregister, resolve,
+// act on redirects) and the NHS side (accept or refuse registrations, keep
+// dynamic entries until they expire, forward resolutions, send redirects),
+// plus purges and Error Indications both ways.
 //
 // The engine opens no sockets and starts no goroutines or timers: the node
 // feeds it received NHRP packets and calls Tick at the deadline Tick last
 // returned, passing the current time, so tests drive it with a fake clock.
 // Packets go out through the Sender interface. All methods are safe for
 // concurrent use (one mutex: the engine is the single owner of NHRP state).
+//
+// Every packet is hostile until shown otherwise. Who may send what is fixed
+// per message type (see docs/ARCHITECTURE.md, "Role rules"): only an NHS
+// answers registrations and sends Traffic Indications; replies and Error
+// Indications count only when they match a request we have outstanding
+// (request IDs are random) and come from where that request went; a
+// binding is removed or moved only after its registrant fails a liveness
+// probe, never on the word of a source address; a resolution answer must
+// answer the question asked. Everything that fails is dropped and counted
+// by reason (Stats.Dropped), never installed. State is bounded: holding
+// times by our configuration, the cache by its limits, every table the
+// engine keeps by a constant, and log lines by a rate limiter. No event
+// walks the cache: timers live in a heap, indexes are incremental.
 package engine
 
 import (
+	crand "crypto/rand"
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"net/netip"
 	"sync"
 	"time"
 
 	"github.com/dmvpn/dmvpn/fib"
+	"github.com/dmvpn/dmvpn/internal/ratelog"
 	"github.com/dmvpn/dmvpn/localroute"
 	"github.com/dmvpn/dmvpn/nhrp"
 	"github.com/dmvpn/dmvpn/nhrp/cache"
+	"github.com/dmvpn/dmvpn/nhrp/replay"
 	"github.com/dmvpn/dmvpn/underlay"
 )
 
@@ -55,13 +73,28 @@ type Config struct {
 	MTU  uint16
 	// Holdtime is the holding time put in registrations.
 	Holdtime time.Duration
+	// MaxHoldtime caps the holding time of every entry learned from a
+	// peer (registrations, requester mappings, shortcuts), whatever the
+	// peer asks for. 0 means max(Holdtime, DefaultMaxHoldtime).
+	MaxHoldtime time.Duration
 	// RegistrationInterval is the refresh period; 0 means Holdtime/3.
 	RegistrationInterval time.Duration
 	// Authentication is the Cisco plain-text secret; empty for none.
 	Authentication []byte
-	Unique         bool
-	NHS            []NHS
-	Static         []StaticMap
+	// HMAC, when set, replaces Cisco's clear text with keyed
+	// authentication (nhrp.HMACKeys: HMAC-SHA-256 over the whole packet,
+	// a key ID, a sequence number checked against a replay window).
+	HMAC *nhrp.HMACKeys
+	// HMACMaxSkew is how far a keyed packet's sequence number (the
+	// signer's clock) may be from ours; 0: the replay filter's default.
+	HMACMaxSkew time.Duration
+	Unique      bool
+	// Server makes this node an NHS: it accepts registrations and
+	// forwards resolutions. A node that is not a server drops
+	// Registration Requests.
+	Server bool
+	NHS    []NHS
+	Static []StaticMap
 	// Transport is this node's configured underlay, used to reach peers
 	// learned through NHRP that we have not heard from directly.
 	Transport underlay.Transport
@@ -69,6 +102,12 @@ type Config struct {
 	Shortcut bool
 	// Redirect (hub, phase 3): send Traffic Indications.
 	Redirect bool
+	// MaxSend limits the NHRP packets this node sends (Cisco's `ip nhrp
+	// max-send`); zero: no limit.
+	MaxSend Rate
+	// MaxReceive limits the NHRP packets accepted from one NBMA address
+	// (other than an NHS's); zero: no limit.
+	MaxReceive Rate
 	// Routes is the overlay FIB: where a hub finds a destination's owner,
 	// and where shortcut routes go. Required.
 	Routes *fib.Table
@@ -77,7 +116,13 @@ type Config struct {
 	// OnRoutes is called after the engine changes Routes (so the node can
 	// mirror them elsewhere); may be nil.
 	OnRoutes func()
+	// Seed seeds the request-ID generator (tests); zero: crypto/rand.
+	Seed [32]byte
 }
+
+// DefaultMaxHoldtime is the cap on peers' holding times when none is
+// configured: Cisco's default holding time, so Cisco spokes keep theirs.
+const DefaultMaxHoldtime = 7200 * time.Second
 
 // Registration states of an NHS, as `show` reports them.
 const (
@@ -106,9 +151,23 @@ type Stats struct {
 	RegistrationsAccepted, RegistrationsRefused   uint64
 	PurgesReceived, ExpiredEntries, UnknownPeerRx uint64
 	PurgesSent, RedirectsSent                     uint64
+	// ProbesSent counts liveness probes of registrants; ProbesRefuted
+	// those the registrant answered (the purge or move was not its own).
+	ProbesSent, ProbesRefuted uint64
+	// Dropped counts dropped packets by reason (index: DropReason).
+	Dropped [numDropReasons]uint64
 }
 
-// Retry backoff for unanswered registrations.
+// DroppedByName returns the drop counters keyed by reason name.
+func (s *Stats) DroppedByName() map[string]uint64 {
+	m := make(map[string]uint64, numDropReasons)
+	for i, n := range s.Dropped {
+		m[DropReason(i).String()] = n
+	}
+	return m
+}
+
+// Bounds of the engine's own tables and timings.
 const (
 	retryMin = time.Second
 	retryMax = 16 * time.Second
@@ -116,6 +175,19 @@ const (
 	errorIndicationGap = time.Second
 	// hopCount is what we put in packets we originate.
 	hopCount = 255
+	// maxPending bounds resolutions in flight.
+	maxPending = 1024
+	// maxProbes bounds registrant liveness probes in flight.
+	maxProbes = 1024
+	// maxHoldersPerOwner bounds who we remember to purge per mapping.
+	maxHoldersPerOwner = 1024
+	// maxPurgeCIEs bounds the CIEs acted on in one Purge Request.
+	maxPurgeCIEs = 64
+	// maxShortcutsPerOwner bounds the shortcut routes through one peer.
+	maxShortcutsPerOwner = 64
+	// maxTimersPerTick bounds one Tick; the rest run at the next one,
+	// which is due at once.
+	maxTimersPerTick = 4096
 )
 
 // Engine is the NHRP engine of one tunnel.
@@ -125,17 +197,32 @@ type Engine struct {
 	cache *cache.Cache
 	send  Sender
 	log   *slog.Logger
+	rlog  *ratelog.Limiter // for everything a peer can make us say
 
 	nhs     []*nhsState
-	auth    *nhrp.Extension
-	reqID   uint32
+	auth    *nhrp.Extension // what we put in our packets (Cisco, or the keyed placeholder)
+	hmac    *nhrp.HMACKeys
+	replay  *replay.Filter
+	seq     replay.Sequencer
+	rnd     *rand.ChaCha8
 	started bool
 	stats   Stats
 	lastEI  map[netip.Addr]time.Time
+	subnet  netip.Prefix
+	proType uint16
+	afn     uint16
 
-	pending   map[netip.Addr]*pendingResolution
-	redirects map[redirectKey]*tokenBucket
-	holders   map[netip.Addr]map[netip.AddrPort]holder
+	sendLimit bucket
+	recvLimit sourceLimiter
+	timers    timers
+
+	pending     map[netip.Addr]*pendingResolution
+	pendingByID map[uint32]*pendingResolution
+	probes      map[netip.Addr]*probe
+	probeByID   map[uint32]*probe
+	redirects   map[redirectKey]*bucket
+	holders     map[netip.Addr]map[netip.AddrPort]holder
+	shortcuts   map[netip.Addr]map[netip.Prefix]struct{} // owner -> routes via it
 
 	rx    nhrp.Packet // decode scratch
 	rxRaw []byte      // the packet being handled, for Error Indications
@@ -154,16 +241,58 @@ func New(cfg Config, c *cache.Cache, s Sender, log *slog.Logger) (*Engine, error
 	if cfg.RegistrationInterval == 0 {
 		cfg.RegistrationInterval = cfg.Holdtime / 3
 	}
+	if cfg.MaxHoldtime == 0 {
+		cfg.MaxHoldtime = max(cfg.Holdtime, DefaultMaxHoldtime)
+	}
 	if log == nil {
 		log = slog.Default()
 	}
 	if cfg.Routes == nil {
 		cfg.Routes = fib.New()
 	}
-	e := &Engine{cfg: cfg, cache: c, send: s, log: log, lastEI: map[netip.Addr]time.Time{}, buf: make([]byte, 0, 1500),
-		pending: map[netip.Addr]*pendingResolution{}, redirects: map[redirectKey]*tokenBucket{},
-		holders: map[netip.Addr]map[netip.AddrPort]holder{}}
-	if len(cfg.Authentication) > 0 {
+	if !cfg.Address.IsValid() {
+		return nil, errors.New("nhrp: no tunnel address")
+	}
+	seed := cfg.Seed
+	if seed == ([32]byte{}) {
+		if _, err := crand.Read(seed[:]); err != nil {
+			return nil, fmt.Errorf("nhrp: seeding request IDs: %w", err)
+		}
+	}
+	e := &Engine{cfg: cfg, cache: c, send: s, log: log, rlog: ratelog.New(log, 0, 0),
+		rnd: rand.NewChaCha8(seed), lastEI: map[netip.Addr]time.Time{}, buf: make([]byte, 0, 1500),
+		subnet:    cfg.Address.Masked(),
+		recvLimit: sourceLimiter{rate: cfg.MaxReceive, m: map[netip.Addr]*bucket{}},
+		timers:    timers{sched: map[timerKey]time.Time{}},
+		pending:   map[netip.Addr]*pendingResolution{}, pendingByID: map[uint32]*pendingResolution{},
+		probes: map[netip.Addr]*probe{}, probeByID: map[uint32]*probe{},
+		redirects: map[redirectKey]*bucket{}, holders: map[netip.Addr]map[netip.AddrPort]holder{},
+		shortcuts: map[netip.Addr]map[netip.Prefix]struct{}{}}
+	// An evicted shortcut takes its routes with it. Put runs under e.mu,
+	// and so does this hook.
+	c.OnEvict(func(gone cache.Entry) {
+		if gone.Type == cache.Resolved {
+			e.dropRoutesVia(gone.Protocol)
+		}
+	})
+	if cfg.Address.Addr().Is4() {
+		e.proType = nhrp.ProtoIPv4
+	} else {
+		e.proType = nhrp.ProtoIPv6
+	}
+	if !cfg.NBMA.IsValid() || cfg.NBMA.Is4() {
+		e.afn = nhrp.AFNIPv4
+	} else {
+		e.afn = nhrp.AFNIPv6
+	}
+	if cfg.HMAC != nil {
+		f, err := replay.New(replay.Config{MaxSkew: cfg.HMACMaxSkew})
+		if err != nil {
+			return nil, fmt.Errorf("nhrp: replay filter: %w", err)
+		}
+		a := cfg.HMAC.NewAuthentication(cfg.Address.Addr())
+		e.auth, e.hmac, e.replay = &a, cfg.HMAC, f
+	} else if len(cfg.Authentication) > 0 {
 		a, err := nhrp.NewCiscoAuthentication(cfg.Authentication)
 		if err != nil {
 			return nil, fmt.Errorf("nhrp: authentication: %w", err)
@@ -185,14 +314,14 @@ func (e *Engine) Start(now time.Time) {
 	}
 	e.started = true
 	for _, m := range e.cfg.Static {
-		e.cache.Put(cache.Entry{Protocol: m.Protocol, NBMA: m.NBMA, ClaimedNBMA: m.NBMA.Addr(), Transport: m.Transport,
+		_ = e.cache.Put(cache.Entry{Protocol: m.Protocol, NBMA: m.NBMA, ClaimedNBMA: m.NBMA.Addr(), Transport: m.Transport,
 			Type: cache.Static, Multicast: m.Multicast, Up: true, Created: now})
 	}
 	for _, n := range e.nhs {
 		// The NHS is reachable before we are registered: traffic and our
 		// registrations go to it through this static entry (Cisco's
 		// `ip nhrp nhs X nbma Y multicast`).
-		e.cache.Put(cache.Entry{Protocol: n.Protocol, NBMA: n.NBMA, ClaimedNBMA: n.NBMA.Addr(), Transport: n.Transport,
+		_ = e.cache.Put(cache.Entry{Protocol: n.Protocol, NBMA: n.NBMA, ClaimedNBMA: n.NBMA.Addr(), Transport: n.Transport,
 			Type: cache.Static, NHS: true, Multicast: true, Created: now})
 		n.Since = now
 		e.register(now, n)
@@ -212,31 +341,54 @@ func (e *Engine) Tick(now time.Time) time.Time {
 			e.register(now, n)
 		}
 	}
-	e.tickResolutions(now)
+	for i := 0; i < maxTimersPerTick; i++ {
+		k, ok := e.timers.due(now)
+		if !ok {
+			break
+		}
+		e.fire(now, k)
+	}
 	for _, gone := range e.cache.Expire(now) {
 		e.stats.ExpiredEntries++
 		switch gone.Type {
 		case cache.Resolved:
-			e.dropShortcut(gone.Protocol)
-			e.log.Info("nhrp: shortcut expired", "peer", gone.Protocol, "nbma", gone.NBMA)
+			e.dropRoutesVia(gone.Protocol)
+			e.rlog.Info(now, "nhrp: shortcut expired", "peer", gone.Protocol, "nbma", gone.NBMA)
 		case cache.Dynamic:
-			e.purgeHolders(gone.Protocol, uint8(gone.Protocol.BitLen()))
-			e.log.Info("nhrp: registration expired", "protocol", gone.Protocol, "nbma", gone.NBMA)
-		default:
-			e.log.Debug("nhrp: cache entry expired", "protocol", gone.Protocol, "type", gone.Type)
+			e.cancelProbe(gone.Protocol)
+			e.purgeHolders(now, gone.Protocol, uint8(gone.Protocol.BitLen()))
+			e.rlog.Info(now, "nhrp: registration expired", "protocol", gone.Protocol, "nbma", gone.NBMA)
 		}
 	}
 	return e.nextDeadline()
 }
 
+// fire runs one due timer.
+func (e *Engine) fire(now time.Time, k timerKey) {
+	switch k.kind {
+	case timerResolve:
+		e.resolveTimer(now, k.addr)
+	case timerShortcutProbe:
+		e.shortcutProbeTimer(now, k.addr)
+	case timerShortcutRefresh:
+		e.shortcutRefreshTimer(now, k.addr)
+	case timerPurgeProbe:
+		e.probeTimer(now, k.addr)
+	}
+}
+
 func (e *Engine) nextDeadline() time.Time {
-	next := e.resolutionDeadline(e.cache.NextExpiry())
-	for _, n := range e.nhs {
-		if !n.nextAt.IsZero() && (next.IsZero() || n.nextAt.Before(next)) {
-			next = n.nextAt
+	next := e.cache.NextExpiry()
+	earlier := func(t time.Time) {
+		if !t.IsZero() && (next.IsZero() || t.Before(next)) {
+			next = t
 		}
-		if n.State == StateUp && !n.Expires.IsZero() && n.Expires.Before(next) {
-			next = n.Expires
+	}
+	earlier(e.timers.next())
+	for _, n := range e.nhs {
+		earlier(n.nextAt)
+		if n.State == StateUp {
+			earlier(n.Expires)
 		}
 	}
 	return next
@@ -256,17 +408,18 @@ func (e *Engine) NextDeadline() time.Time {
 func (e *Engine) Shutdown(now time.Time) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	e.sendLimit = bucket{} // a last burst: these must go out
 	told := map[netip.AddrPort]bool{}
-	for _, c := range e.cache.All() {
+	for _, c := range e.cache.All() { // once, at exit
 		if c.Type == cache.Resolved && c.NBMA.IsValid() && !told[c.NBMA] {
 			told[c.NBMA] = true
-			e.sendPurge(c.NBMA, c.Transport, e.self(), uint8(e.self().BitLen()), true)
+			e.sendPurge(now, c.NBMA, c.Transport, e.self(), uint8(e.self().BitLen()), true)
 		}
 	}
 	for _, h := range e.holders[e.self()] {
 		if !told[h.ep] {
 			told[h.ep] = true
-			e.sendPurge(h.ep, h.t, e.self(), uint8(e.self().BitLen()), true)
+			e.sendPurge(now, h.ep, h.t, e.self(), uint8(e.self().BitLen()), true)
 		}
 	}
 	for _, n := range e.nhs {
@@ -280,7 +433,7 @@ func (e *Engine) Shutdown(now time.Time) {
 		p.RequestID = e.nextReqID()
 		p.CIEs = append(p.CIEs[:0], nhrp.CIE{PrefixLength: uint8(e.cfg.Address.Addr().BitLen()), Protocol: e.cfg.Address.Addr()})
 		e.appendAuthAndEnd(p)
-		e.transmit(n.NBMA, n.Transport)
+		e.transmit(now, n.NBMA, n.Transport)
 		e.setState(now, n, StateDown, "shut down")
 	}
 }
@@ -303,9 +456,64 @@ func (e *Engine) Stats() Stats {
 	return e.stats
 }
 
+// LogSuppressed is how many log lines the engine's rate limiter dropped.
+func (e *Engine) LogSuppressed() uint64 { return e.rlog.Suppressed() }
+
+// nextReqID returns a fresh random, non-zero request ID: a reply or Error
+// Indication is matched by it, so a blind forger has to guess 32 bits.
 func (e *Engine) nextReqID() uint32 {
-	e.reqID++
-	return e.reqID
+	for {
+		if id := uint32(e.rnd.Uint64()); id != 0 && e.pendingByID[id] == nil && e.probeByID[id] == nil {
+			return id
+		}
+	}
+}
+
+func (e *Engine) drop(now time.Time, r DropReason, from netip.AddrPort, why string) {
+	e.stats.Dropped[r]++
+	e.rlog.Debug(now, "nhrp: dropped "+r.String(), "from", from, "why", why)
+}
+
+func (e *Engine) self() netip.Addr { return e.cfg.Address.Addr() }
+
+// onSubnet reports whether a is an address a peer may hold on the tunnel
+// subnet: inside it, of its family, not its network or (IPv4) broadcast
+// address, and not ours.
+func (e *Engine) onSubnet(a netip.Addr) bool {
+	if !a.IsValid() || a.Is4() != e.subnet.Addr().Is4() || !e.subnet.Contains(a) || a == e.self() {
+		return false
+	}
+	if a == e.subnet.Addr() && e.subnet.Bits() < a.BitLen()-1 {
+		return false // the network address
+	}
+	if a.Is4() && e.subnet.Bits() < 31 {
+		b := a.As4()
+		host := uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3])
+		if mask := ^uint32(0) >> e.subnet.Bits(); host&mask == mask {
+			return false // the broadcast address
+		}
+	}
+	return true
+}
+
+// isNHS reports whether ep is (the NBMA address of) one of our NHSes.
+func (e *Engine) isNHS(ep netip.AddrPort) bool {
+	for _, n := range e.nhs {
+		if n.NBMA.Addr() == ep.Addr() {
+			return true
+		}
+	}
+	return false
+}
+
+// isNHSAddr reports whether a is the overlay address of one of our NHSes.
+func (e *Engine) isNHSAddr(a netip.Addr) bool {
+	for _, n := range e.nhs {
+		if n.Protocol == a {
+			return true
+		}
+	}
+	return false
 }
 
 func (e *Engine) setState(now time.Time, n *nhsState, state, why string) {
@@ -316,51 +524,6 @@ func (e *Engine) setState(now time.Time, n *nhsState, state, why string) {
 	n.LastError = why
 	up := state == StateUp
 	e.cache.Update(n.Protocol, func(c *cache.Entry) { c.Up = up })
-}
-
-// register sends a Registration Request to n and schedules the retry.
-func (e *Engine) register(now time.Time, n *nhsState) {
-	p := e.newPacket(nhrp.TypeRegistrationRequest, n.Protocol)
-	p.Flags = nhrp.FlagCiscoNAT
-	if e.cfg.Unique {
-		p.Flags |= nhrp.FlagRegistrationU
-	}
-	n.reqID = e.nextReqID()
-	p.RequestID = n.reqID
-	self := e.cfg.Address.Addr()
-	p.CIEs = append(p.CIEs[:0], nhrp.CIE{
-		PrefixLength: uint8(self.BitLen()), MTU: e.cfg.MTU, HoldingTime: seconds(e.cfg.Holdtime),
-	})
-	// Cisco's NAT extension: the NHS as we know it, so it can tell us how
-	// it sees us (FRR nhrp_nhs.c does the same).
-	nat := nhrp.NewNATAddress(nhrp.CIE{PrefixLength: uint8(n.Protocol.BitLen()), MTU: e.cfg.MTU, NBMA: n.NBMA.Addr(), Protocol: n.Protocol})
-	p.Extensions = nhrp.StandardRequestExtensions(p.Extensions[:0], e.auth, &nat)
-	e.transmit(n.NBMA, n.Transport)
-
-	if n.State != StateUp {
-		if n.State == StateDown {
-			e.setState(now, n, StateRegistering, n.LastError)
-		}
-		n.Attempts++
-		if n.Attempts == 4 && n.State == StateRegistering {
-			e.log.Warn("nhrp: no reply from NHS (check reachability, tunnel key and transport); still trying",
-				"nhs", n.Protocol, "nbma", n.NBMA, "attempts", n.Attempts-1)
-		}
-		n.nextAt = now.Add(backoff(n.Attempts, e.cfg.RegistrationInterval))
-	} else {
-		// Refresh: if unanswered, retry sooner than the next refresh.
-		n.Attempts++
-		n.nextAt = now.Add(min(backoff(n.Attempts, e.cfg.RegistrationInterval), e.cfg.RegistrationInterval))
-	}
-}
-
-func backoff(attempt int, ceiling time.Duration) time.Duration {
-	d := retryMin << min(attempt-1, 10)
-	d = min(d, retryMax)
-	if ceiling > 0 {
-		d = min(d, ceiling)
-	}
-	return d
 }
 
 // newPacket prepares e.tx as a packet we originate towards dst.
@@ -384,14 +547,25 @@ func (e *Engine) appendAuthAndEnd(p *nhrp.Packet) {
 	p.Extensions = append(p.Extensions, nhrp.NewEnd())
 }
 
-// transmit encodes e.tx and sends it.
-func (e *Engine) transmit(to netip.AddrPort, t underlay.Transport) {
+// transmit encodes e.tx and sends it, within max-send.
+func (e *Engine) transmit(now time.Time, to netip.AddrPort, t underlay.Transport) {
+	if e.cfg.MaxSend.valid() && !e.sendLimit.take(now, e.cfg.MaxSend) {
+		e.stats.Dropped[DropSendLimited]++
+		e.rlog.Warn(now, "nhrp: max-send reached, not sending", "type", e.tx.Type, "to", to)
+		return
+	}
 	b, err := e.tx.AppendEncode(e.buf[:0])
 	if err != nil {
-		e.log.Error("nhrp: encode", "type", e.tx.Type, "err", err)
+		e.rlog.Warn(now, "nhrp: encode", "type", e.tx.Type, "err", err)
 		return
 	}
 	e.buf = b[:0]
+	if e.hmac != nil && e.tx.Type != nhrp.TypeErrorIndication {
+		if err := e.hmac.Sign(b, e.seq.Next(now)); err != nil {
+			e.rlog.Warn(now, "nhrp: signing", "type", e.tx.Type, "err", err)
+			return
+		}
+	}
 	e.stats.Sent++
 	e.send.SendNHRP(to, t, b)
 }
@@ -402,6 +576,10 @@ func (e *Engine) HandlePacket(now time.Time, from netip.AddrPort, t underlay.Tra
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	e.stats.Received++
+	if !e.isNHS(from) && !e.recvLimit.allow(now, from.Addr()) {
+		e.stats.Dropped[DropRateLimited]++
+		return
+	}
 	e.rxRaw = b
 	defer func() { e.rxRaw = nil }()
 	p := &e.rx
@@ -409,26 +587,39 @@ func (e *Engine) HandlePacket(now time.Time, from netip.AddrPort, t underlay.Tra
 	if err != nil {
 		var de *nhrp.DecodeError
 		e.stats.Malformed++
-		e.log.Debug("nhrp: malformed packet", "from", from, "err", err)
+		e.stats.Dropped[DropMalformed]++
+		e.rlog.Debug(now, "nhrp: malformed packet", "from", from, "err", err)
 		if errors.As(err, &de) && de.Code != 0 && p.Type != nhrp.TypeErrorIndication {
 			e.sendErrorIndication(now, from, t, b, nhrp.ErrorCode(de.Code), de.Offset)
 		}
 		return
 	}
+	if why := e.wrongFamily(p); why != "" {
+		e.drop(now, DropWrongFamily, from, why)
+		return
+	}
 	if p.HopCount == 0 {
+		e.stats.Dropped[DropHopCount]++
 		e.sendErrorIndication(now, from, t, b, nhrp.ErrHopCountExceeded, 9)
 		return
 	}
-	if !e.authenticated(p) {
-		e.stats.AuthFailures++
-		if p.Type == nhrp.TypeErrorIndication {
-			// An NHS that does not share our secret cannot sign the
-			// Error Indication that tells us so: act on it anyway. It
-			// can only mark a registration failed and slow its retries.
-			e.handleErrorIndication(now, from, p)
+	// RFC 2332 §5.2.7: an Error Indication carries no extensions, so no
+	// authentication: it is acted on only when it names a request we
+	// have outstanding (random request ID) and comes from where it went.
+	if p.Type != nhrp.TypeErrorIndication && e.hmac != nil {
+		if r, why := e.verifyHMAC(now, b); why != nil {
+			e.stats.AuthFailures++
+			e.stats.Dropped[r]++
+			e.rlog.Warn(now, "nhrp: keyed authentication failure", "from", from, "type", p.Type, "src", p.SrcProto, "err", why)
+			if r == DropAuth {
+				e.sendErrorIndication(now, from, t, b, nhrp.ErrAuthenticationFailure, e.authOffset(p))
+			}
 			return
 		}
-		e.log.Warn("nhrp: authentication failure", "from", from, "type", p.Type, "src", p.SrcProto)
+	} else if p.Type != nhrp.TypeErrorIndication && !e.authenticated(p) {
+		e.stats.AuthFailures++
+		e.stats.Dropped[DropAuth]++
+		e.rlog.Warn(now, "nhrp: authentication failure", "from", from, "type", p.Type, "src", p.SrcProto)
 		e.sendErrorIndication(now, from, t, b, nhrp.ErrAuthenticationFailure, e.authOffset(p))
 		return
 	}
@@ -446,10 +637,57 @@ func (e *Engine) HandlePacket(now time.Time, from netip.AddrPort, t underlay.Tra
 	case nhrp.TypePurgeRequest:
 		e.handlePurgeRequest(now, from, t, p)
 	case nhrp.TypePurgeReply:
-		e.log.Debug("nhrp: purge reply", "from", from, "reqid", p.RequestID)
+		e.rlog.Debug(now, "nhrp: purge reply", "from", from, "reqid", p.RequestID)
 	case nhrp.TypeErrorIndication:
 		e.handleErrorIndication(now, from, p)
 	}
+}
+
+// wrongFamily checks that p speaks the tunnel's protocol and NBMA families:
+// the protocol type, and every address present has the right length (a
+// 0x86DD packet with 4-byte addresses, say, is refused).
+func (e *Engine) wrongFamily(p *nhrp.Packet) string {
+	if p.ProtocolType != e.proType {
+		return fmt.Sprintf("protocol type 0x%04x, tunnel uses 0x%04x", p.ProtocolType, e.proType)
+	}
+	if p.AddressFamily != e.afn {
+		return fmt.Sprintf("address family %d, tunnel uses %d", p.AddressFamily, e.afn)
+	}
+	want4 := e.proType == nhrp.ProtoIPv4
+	for _, a := range [...]netip.Addr{p.SrcProto, p.DstProto} {
+		if a.IsValid() && a.Is4() != want4 {
+			return "protocol address of the wrong length"
+		}
+	}
+	if p.SrcNBMA.IsValid() && p.SrcNBMA.Is4() != (e.afn == nhrp.AFNIPv4) {
+		return "NBMA address of the wrong length"
+	}
+	for i := range p.CIEs {
+		c := &p.CIEs[i]
+		if (c.Protocol.IsValid() && c.Protocol.Is4() != want4) || (c.NBMA.IsValid() && c.NBMA.Is4() != (e.afn == nhrp.AFNIPv4)) {
+			return "CIE address of the wrong length"
+		}
+	}
+	return ""
+}
+
+// errReflected: a keyed packet signed by ourselves, sent back to us.
+var errReflected = errors.New("signed by this node: reflected")
+
+// verifyHMAC checks the keyed authentication of the raw packet b: the MAC,
+// that we did not sign it ourselves (a reflection), and the replay window.
+func (e *Engine) verifyHMAC(now time.Time, b []byte) (DropReason, error) {
+	signer, _, seq, err := e.hmac.Verify(b)
+	if err != nil {
+		return DropAuth, err
+	}
+	if signer == e.self() {
+		return DropReplay, errReflected
+	}
+	if err := e.replay.Check(signer, seq, now); err != nil {
+		return DropReplay, err
+	}
+	return 0, nil
 }
 
 // authenticated checks the Cisco authentication extension when we have a
@@ -490,10 +728,10 @@ func (e *Engine) sendErrorIndication(now time.Time, to netip.AddrPort, t underla
 	if last, ok := e.lastEI[to.Addr()]; ok && now.Sub(last) < errorIndicationGap {
 		return
 	}
-	e.lastEI[to.Addr()] = now
-	if len(e.lastEI) > 4096 { // bound the rate limiter's memory
+	if len(e.lastEI) >= maxSources { // bound the rate limiter's memory
 		clear(e.lastEI)
 	}
+	e.lastEI[to.Addr()] = now
 	// The destination is the offending packet's source protocol address
 	// when we could read it.
 	var dst netip.Addr
@@ -507,191 +745,9 @@ func (e *Engine) sendErrorIndication(now time.Time, to netip.AddrPort, t underla
 		offending = offending[:1024]
 	}
 	p.Payload = offending
-	// RFC 2332 §5.2.7: an Error Indication carries no extensions (so no
-	// authentication either: receivers act on it unauthenticated).
+	// RFC 2332 §5.2.7: an Error Indication carries no extensions.
 	e.stats.ErrorIndicationsSent++
-	e.transmit(to, t)
-}
-
-func (e *Engine) handleRegistrationRequest(now time.Time, from netip.AddrPort, t underlay.Transport, req *nhrp.Packet) {
-	code := nhrp.CodeSuccess
-	why := ""
-	src := req.SrcProto
-	switch {
-	case !src.IsValid() || !e.cfg.Address.Contains(src) || src == e.cfg.Address.Addr():
-		code, why = nhrp.CodeAdministrativelyProhib, "protocol address not on the tunnel subnet"
-	case len(req.CIEs) == 0:
-		code, why = nhrp.CodeAdministrativelyProhib, "no CIE"
-	}
-	if code == nhrp.CodeSuccess {
-		if old, ok := e.cache.Get(src); ok {
-			switch {
-			case old.Type == cache.Static:
-				code, why = nhrp.CodeAdministrativelyProhib, "address is statically mapped"
-			case old.Type == cache.Dynamic && old.Unique && old.NBMA != from && now.Before(old.Expires):
-				code, why = nhrp.CodeUniqueAddressRegistered, fmt.Sprintf("already registered from %s", old.NBMA)
-			}
-		}
-	}
-	natted := req.SrcNBMA.IsValid() && req.SrcNBMA != from.Addr()
-	hold := time.Duration(req.CIEs[0].HoldingTime) * time.Second
-	if code == nhrp.CodeSuccess && len(req.CIEs) > 0 && hold == 0 {
-		// Holding time 0 withdraws the registration.
-		e.cache.Delete(src)
-		e.log.Info("nhrp: registration withdrawn", "protocol", src, "nbma", from)
-	} else if code == nhrp.CodeSuccess {
-		old, existed := e.cache.Get(src)
-		entry := cache.Entry{
-			Protocol: src, NBMA: from, ClaimedNBMA: req.SrcNBMA, Transport: t, Type: cache.Dynamic,
-			Unique: req.Flags&nhrp.FlagRegistrationU != 0, NAT: natted, Multicast: true, Up: true,
-			MTU: req.CIEs[0].MTU, HoldingTime: hold, Created: now, Expires: now.Add(hold),
-		}
-		if existed && old.NBMA == from && old.Type == cache.Dynamic {
-			entry.Created = old.Created // a refresh keeps the up time
-		} else {
-			if existed && old.Type == cache.Dynamic {
-				// It moved: whoever learned the old address must forget it.
-				e.purgeHolders(src, uint8(src.BitLen()))
-			}
-			e.log.Info("nhrp: registered", "protocol", src, "nbma", from, "claimed", req.SrcNBMA, "nat", natted, "holdtime", hold)
-		}
-		e.cache.Put(entry)
-		e.stats.RegistrationsAccepted++
-	} else {
-		e.stats.RegistrationsRefused++
-		e.log.Warn("nhrp: registration refused", "protocol", src, "nbma", from, "code", code, "why", why)
-	}
-
-	// The reply: the request with the result in its CIEs, our Responder
-	// Address, and (Cisco) the address we saw the spoke at when NATed.
-	rep := e.copyForForward(req)
-	rep.HopCount = hopCount
-	rep.Type = nhrp.TypeRegistrationReply
-	for i := range rep.CIEs {
-		rep.CIEs[i].Code = code
-	}
-	for i := range rep.Extensions {
-		x := &rep.Extensions[i]
-		switch x.Type {
-		case nhrp.ExtResponderAddress:
-			x.CIEs = []nhrp.CIE{nhrp.SelfCIE(e.cfg.NBMA, e.self(), e.cfg.MTU, seconds(e.cfg.Holdtime))}
-		case nhrp.ExtNATAddress:
-			if natted {
-				x.CIEs = append(append([]nhrp.CIE(nil), x.CIEs...), nhrp.CIE{
-					PrefixLength: uint8(src.BitLen()), MTU: req.CIEs[0].MTU,
-					NBMA: from.Addr(), Protocol: src,
-				})
-			}
-		}
-	}
-	e.reauth(rep)
-	e.transmit(from, t)
-}
-
-func (e *Engine) handleRegistrationReply(now time.Time, from netip.AddrPort, rep *nhrp.Packet) {
-	var n *nhsState
-	for _, c := range e.nhs {
-		if c.reqID == rep.RequestID && c.reqID != 0 {
-			n = c
-		}
-	}
-	if n == nil {
-		e.log.Debug("nhrp: registration reply matches no request", "from", from, "reqid", rep.RequestID)
-		return
-	}
-	n.reqID = 0 // answered; late duplicates are ignored
-	n.Attempts = 0
-	code := nhrp.CodeSuccess
-	for _, c := range rep.CIEs {
-		if c.Code != nhrp.CodeSuccess {
-			code = c.Code
-		}
-	}
-	if code != nhrp.CodeSuccess {
-		e.setState(now, n, StateRefused, fmt.Sprintf("NHS refused registration: %v (code %d)", code, code))
-		e.log.Error("nhrp: registration refused by NHS", "nhs", n.Protocol, "nbma", n.NBMA, "code", uint8(code), "reason", code.String())
-		n.Attempts = 3 // back off before trying again
-		n.nextAt = now.Add(backoff(n.Attempts, e.cfg.RegistrationInterval))
-		return
-	}
-	n.NATAddress = netip.AddrPort{}
-	if nat := natAddress(rep, e.self(), e.cfg.NBMA); nat.IsValid() {
-		n.NATAddress = netip.AddrPortFrom(nat, 0)
-	}
-	if n.State != StateUp {
-		e.log.Info("nhrp: registered with NHS", "nhs", n.Protocol, "nbma", n.NBMA, "nat", n.NATAddress.IsValid())
-	}
-	e.setState(now, n, StateUp, "")
-	n.Expires = now.Add(e.cfg.Holdtime)
-	n.nextAt = now.Add(e.cfg.RegistrationInterval)
-}
-
-func (e *Engine) handlePurgeRequest(now time.Time, from netip.AddrPort, t underlay.Transport, req *nhrp.Packet) {
-	e.stats.PurgesReceived++
-	for _, c := range req.CIEs {
-		addr := c.Protocol
-		if !addr.IsValid() {
-			continue
-		}
-		old, ok := e.cache.Get(addr)
-		if !ok || old.Type == cache.Static {
-			continue
-		}
-		// Only the holder of a binding (or the station that told us about
-		// it) may purge it.
-		if old.Type == cache.Dynamic && old.NBMA != from {
-			e.log.Warn("nhrp: purge from a station that does not own the binding", "protocol", addr, "from", from, "owner", old.NBMA)
-			continue
-		}
-		switch old.Type {
-		case cache.Resolved:
-			e.dropShortcut(addr)
-		case cache.Dynamic:
-			e.cache.Delete(addr)
-			e.purgeHolders(addr, c.PrefixLength)
-		default:
-			e.cache.Delete(addr)
-		}
-		e.log.Info("nhrp: purged", "protocol", addr, "type", old.Type, "nbma", old.NBMA, "by", from)
-	}
-	if req.Flags&nhrp.FlagPurgeN != 0 {
-		return
-	}
-	rep := e.copyForForward(req)
-	rep.HopCount = hopCount
-	rep.Type = nhrp.TypePurgeReply
-	e.reauth(rep)
-	e.transmit(from, t)
-}
-
-func (e *Engine) handleErrorIndication(now time.Time, from netip.AddrPort, ei *nhrp.Packet) {
-	e.stats.ErrorIndicationsRecvd++
-	code := nhrp.ErrorCode(ei.Code)
-	// Which of our requests was in error? The offending packet is ours.
-	var off nhrp.Packet
-	_ = off.Decode(ei.Payload) // best effort: fields stay zero if it is cut
-	if off.Type == nhrp.TypeResolutionRequest && off.SrcProto == e.self() {
-		for target, p := range e.pending {
-			if p.reqID == off.RequestID {
-				e.failResolution(now, target, fmt.Sprintf("Error Indication: %v", code))
-				return
-			}
-		}
-	}
-	for _, n := range e.nhs {
-		if n.NBMA.Addr() != from.Addr() {
-			continue
-		}
-		if off.Type == nhrp.TypeRegistrationRequest && off.RequestID != 0 && off.RequestID != n.reqID && n.State == StateUp {
-			continue // about an older request; our registration stands
-		}
-		e.setState(now, n, StateError, fmt.Sprintf("NHS sent Error Indication: %v (code %d)", code, uint16(code)))
-		e.log.Error("nhrp: error indication from NHS", "nhs", n.Protocol, "nbma", n.NBMA, "code", uint16(code), "reason", code.String())
-		n.Attempts = max(n.Attempts, 3)
-		n.nextAt = now.Add(backoff(n.Attempts, e.cfg.RegistrationInterval))
-		return
-	}
-	e.log.Warn("nhrp: error indication", "from", from, "code", uint16(code), "reason", code.String(), "offset", ei.ErrorOffset)
+	e.transmit(now, to, t)
 }
 
 func seconds(d time.Duration) uint16 {
@@ -700,4 +756,14 @@ func seconds(d time.Duration) uint16 {
 		return 0xffff
 	}
 	return uint16(s)
+}
+
+// capHold bounds a holding time a peer asked for by our configuration;
+// zero becomes our own holding time.
+func (e *Engine) capHold(secs uint16) time.Duration {
+	d := time.Duration(secs) * time.Second
+	if d == 0 {
+		d = e.cfg.Holdtime
+	}
+	return min(d, e.cfg.MaxHoldtime)
 }

@@ -112,7 +112,7 @@ func (w *wire) sent(typ nhrp.Type) int {
 }
 
 func hubConfig() Config {
-	return Config{Address: pfx("10.0.0.1/24"), Authentication: []byte("lab")}
+	return Config{Address: pfx("10.0.0.1/24"), Authentication: []byte("lab"), Server: true}
 }
 
 func spokeConfig(addr string) Config {
@@ -250,11 +250,26 @@ func TestExpiryAndPurge(t *testing.T) {
 	if hub.cache.Len() != 2 {
 		t.Fatalf("hub has %d entries", hub.cache.Len())
 	}
-	// s1 shuts down cleanly: purged at once.
+	// s1 shuts down cleanly and goes: purged as soon as the hub has
+	// seen that it does not answer its liveness probes (1 s apart).
 	s1.eng.Shutdown(t0.Add(time.Second))
+	delete(w.nodes, s1.nbma.Addr())
 	w.pump(t0.Add(time.Second))
+	if _, ok := hub.cache.Get(ad("10.0.0.11")); !ok {
+		t.Fatal("purge removed spoke1 before checking it was gone")
+	}
+	for _, at := range []time.Duration{2 * time.Second, 3 * time.Second} {
+		if next := hub.eng.NextDeadline(); next != t0.Add(at) {
+			t.Fatalf("next deadline %v, want the probe at %v", next.Sub(t0), at)
+		}
+		hub.eng.Tick(t0.Add(at))
+		w.pump(t0.Add(at))
+	}
 	if _, ok := hub.cache.Get(ad("10.0.0.11")); ok {
 		t.Fatal("purge did not remove spoke1")
+	}
+	if st := hub.eng.Stats(); st.ProbesSent != 2 || st.ProbesRefuted != 0 {
+		t.Fatalf("probes %+v", st)
 	}
 	// s2 vanishes: its entry expires with the holding time.
 	delete(w.nodes, s2.nbma.Addr())

@@ -25,6 +25,8 @@ const (
 	// tiCopy is how much of the triggering packet a Traffic Indication
 	// carries: the IP header and the start of the transport header.
 	tiCopy = 64
+	// maxRedirectKeys bounds the redirect rate limiter's table.
+	maxRedirectKeys = 65536
 )
 
 type pendingResolution struct {
@@ -33,16 +35,14 @@ type pendingResolution struct {
 	attempts int
 	nextAt   time.Time
 	started  time.Time
+	// route is the prefix of the route that sent target into the tunnel
+	// when we asked: a shortcut may refine it, never reach beyond it.
+	route netip.Prefix
 }
 
 type redirectKey struct {
 	from netip.AddrPort
 	dst  netip.Addr
-}
-
-type tokenBucket struct {
-	tokens float64
-	last   time.Time
 }
 
 // holder is a peer that learned a mapping through us (hub) or from us
@@ -62,7 +62,7 @@ func (e *Engine) Resolve(now time.Time, target netip.Addr) {
 }
 
 func (e *Engine) resolve(now time.Time, target netip.Addr) {
-	if len(e.nhs) == 0 || !target.IsValid() || target == e.self() {
+	if len(e.nhs) == 0 || !target.IsValid() || target == e.self() || target.Is4() != e.self().Is4() {
 		return
 	}
 	if _, ok := e.pending[target]; ok {
@@ -76,28 +76,51 @@ func (e *Engine) resolve(now time.Time, target netip.Addr) {
 		return // nothing routes it into the tunnel
 	}
 	if r.Source == fib.SourceNHRP && target != r.NextHop {
-		return // a shortcut already covers it
+		// A shortcut already covers it. NHRP routes win over static and
+		// BGP routes of the same prefix (fib), so an installed shortcut
+		// is always the one in use and a redirect never loops back here.
+		return
 	}
-	p := &pendingResolution{target: target, started: now}
-	e.pending[target] = p
-	e.cache.Put(cache.Entry{Protocol: target, Type: cache.Incomplete, Created: now, Expires: now.Add(incompleteHold)})
+	if len(e.pending) >= maxPending {
+		e.stats.Dropped[DropBusy]++
+		return
+	}
+	p := &pendingResolution{target: target, started: now, route: r.Prefix}
+	e.addPending(p)
+	if err := e.cache.Put(cache.Entry{Protocol: target, Type: cache.Incomplete, Created: now, Expires: now.Add(incompleteHold)}); err != nil {
+		e.stats.Dropped[DropCacheFull]++
+	}
 	e.sendResolution(now, p)
 }
 
+func (e *Engine) addPending(p *pendingResolution) {
+	e.pending[p.target] = p
+}
+
+func (e *Engine) removePending(target netip.Addr) {
+	if p, ok := e.pending[target]; ok {
+		delete(e.pendingByID, p.reqID)
+		delete(e.pending, target)
+	}
+}
+
 // sendResolution (re)sends the Resolution Request of p to our first NHS
-// that is up (or the first one).
+// that is up (or the first one), with a fresh request ID.
 func (e *Engine) sendResolution(now time.Time, p *pendingResolution) {
 	n := e.upNHS()
 	req := e.newPacket(nhrp.TypeResolutionRequest, p.target)
 	req.Flags = nhrp.FlagResolutionQ | nhrp.FlagResolutionS | nhrp.FlagCiscoNAT
+	delete(e.pendingByID, p.reqID)
 	p.reqID = e.nextReqID()
+	e.pendingByID[p.reqID] = p
 	req.RequestID = p.reqID
 	req.CIEs = append(req.CIEs[:0], nhrp.CIE{PrefixLength: uint8(e.self().BitLen()), MTU: e.cfg.MTU, HoldingTime: seconds(e.cfg.Holdtime)})
 	nat := nhrp.NewNATAddress(e.selfNATCIEs()...)
 	req.Extensions = nhrp.StandardRequestExtensions(req.Extensions[:0], e.auth, &nat)
-	e.transmit(n.NBMA, n.Transport)
+	e.transmit(now, n.NBMA, n.Transport)
 	p.attempts++
 	p.nextAt = now.Add(retryMin << (p.attempts - 1))
+	e.timers.schedule(timerResolve, p.target, p.nextAt)
 }
 
 // selfNATCIEs is our NAT extension content: how the NHS sees us, when we
@@ -111,73 +134,93 @@ func (e *Engine) selfNATCIEs() []nhrp.CIE {
 	return nil
 }
 
-func (e *Engine) self() netip.Addr { return e.cfg.Address.Addr() }
-
-// tickResolutions retries or fails pending requests, refreshes used
-// shortcuts and drops those whose direct path passes no traffic.
-func (e *Engine) tickResolutions(now time.Time) {
-	for target, p := range e.pending {
-		if now.Before(p.nextAt) {
-			continue
-		}
-		if p.attempts >= resolveTries {
-			e.failResolution(now, target, "no reply")
-			continue
-		}
-		e.sendResolution(now, p)
+// resolveTimer retries or fails the pending resolution of target.
+func (e *Engine) resolveTimer(now time.Time, target netip.Addr) {
+	p, ok := e.pending[target]
+	if !ok {
+		return
 	}
-	for _, c := range e.cache.All() {
-		if c.Type != cache.Resolved {
-			continue
+	if now.Before(p.nextAt) {
+		e.timers.schedule(timerResolve, target, p.nextAt)
+		return
+	}
+	if p.attempts >= resolveTries {
+		e.failResolution(now, target, "no reply")
+		return
+	}
+	e.sendResolution(now, p)
+}
+
+// shortcutProbeTimer drops a used shortcut whose direct path has passed no
+// traffic since it was installed: a black hole falls back to the hub.
+func (e *Engine) shortcutProbeTimer(now time.Time, peer netip.Addr) {
+	c, ok := e.cache.Get(peer)
+	if !ok || c.Type != cache.Resolved || c.Direct || c.LastRx.Load() != 0 {
+		return
+	}
+	if now.Sub(c.Created) < probeTimeout || !c.Used.Load() {
+		// Not used yet: look again later, for as long as it lives.
+		at := c.Created.Add(probeTimeout)
+		if !at.After(now) {
+			at = now.Add(time.Second)
 		}
-		used := c.Used.Load()
-		if used && !c.Direct && c.LastRx.Load() == 0 && now.Sub(c.Created) >= probeTimeout {
-			e.log.Warn("nhrp: direct path passes no traffic, falling back to the hub", "peer", c.Protocol, "nbma", c.NBMA)
-			e.dropShortcut(c.Protocol)
-			if c.Target.IsValid() {
-				e.cache.Put(cache.Entry{Protocol: c.Target, Type: cache.Negative, Created: now, Expires: now.Add(negativeHold)})
-			}
-			continue
-		}
-		// Refresh what is in use a third of the holding time before it
-		// runs out; let idle shortcuts expire.
-		if c.Target.IsValid() && used && !c.Expires.IsZero() && c.Expires.Sub(now) <= c.HoldingTime/3 {
-			if _, ok := e.pending[c.Target]; !ok {
-				c.Used.Store(false)
-				p := &pendingResolution{target: c.Target, started: now}
-				e.pending[c.Target] = p
-				e.sendResolution(now, p)
-			}
-		}
+		e.timers.schedule(timerShortcutProbe, peer, at)
+		return
+	}
+	e.rlog.Warn(now, "nhrp: direct path passes no traffic, falling back to the hub", "peer", c.Protocol, "nbma", c.NBMA)
+	e.dropShortcut(c.Protocol)
+	if c.Target.IsValid() {
+		_ = e.cache.Put(cache.Entry{Protocol: c.Target, Type: cache.Negative, Created: now, Expires: now.Add(negativeHold)})
 	}
 }
 
-func (e *Engine) resolutionDeadline(next time.Time) time.Time {
-	earlier := func(t time.Time) {
-		if !t.IsZero() && (next.IsZero() || t.Before(next)) {
-			next = t
+// shortcutRefreshTimer re-resolves a used shortcut a third of its holding
+// time before it runs out; an idle one is left to expire.
+func (e *Engine) shortcutRefreshTimer(now time.Time, peer netip.Addr) {
+	c, ok := e.cache.Get(peer)
+	if !ok || c.Type != cache.Resolved || !c.Target.IsValid() || c.Expires.IsZero() {
+		return
+	}
+	at := c.Expires.Add(-c.HoldingTime / 3)
+	if now.Before(at) {
+		e.timers.schedule(timerShortcutRefresh, peer, at)
+		return
+	}
+	if !c.Used.Load() {
+		// Idle so far; if it gets used before it expires, refresh then.
+		if next := now.Add(max(c.Expires.Sub(now)/4, time.Second)); next.Before(c.Expires) {
+			e.timers.schedule(timerShortcutRefresh, peer, next)
+		}
+		return
+	}
+	if _, ok := e.pending[c.Target]; ok || len(e.pending) >= maxPending {
+		return
+	}
+	c.Used.Store(false)
+	r, _ := e.cfg.Routes.Lookup(c.Target)
+	p := &pendingResolution{target: c.Target, started: now, route: e.refinedRoute(c.Target, r)}
+	e.addPending(p)
+	e.sendResolution(now, p)
+}
+
+// refinedRoute is the route a refresh of a shortcut for target refines: the
+// best route that is not itself a shortcut.
+func (e *Engine) refinedRoute(target netip.Addr, r fib.Route) netip.Prefix {
+	if r.Source != fib.SourceNHRP {
+		return r.Prefix
+	}
+	for _, o := range e.cfg.Routes.Covering(target) {
+		if o.Source != fib.SourceNHRP {
+			return o.Prefix
 		}
 	}
-	for _, p := range e.pending {
-		earlier(p.nextAt)
-	}
-	for _, c := range e.cache.All() {
-		if c.Type == cache.Resolved {
-			if !c.Direct && c.LastRx.Load() == 0 {
-				earlier(c.Created.Add(probeTimeout))
-			}
-			if !c.Expires.IsZero() {
-				earlier(c.Expires.Add(-c.HoldingTime / 3))
-			}
-		}
-	}
-	return next
+	return r.Prefix
 }
 
 func (e *Engine) failResolution(now time.Time, target netip.Addr, why string) {
-	delete(e.pending, target)
-	e.cache.Put(cache.Entry{Protocol: target, Type: cache.Negative, Created: now, Expires: now.Add(negativeHold)})
-	e.log.Info("nhrp: resolution failed, traffic stays on the hub path", "target", target, "why", why)
+	e.removePending(target)
+	_ = e.cache.Put(cache.Entry{Protocol: target, Type: cache.Negative, Created: now, Expires: now.Add(negativeHold)})
+	e.rlog.Info(now, "nhrp: resolution failed, traffic stays on the hub path", "target", target, "why", why)
 }
 
 // dropShortcut removes a resolved mapping and every route through it.
@@ -185,28 +228,46 @@ func (e *Engine) dropShortcut(owner netip.Addr) {
 	if old, ok := e.cache.Get(owner); ok && old.Type == cache.Resolved {
 		e.cache.Delete(owner)
 	}
-	for _, r := range e.cfg.Routes.Routes() {
-		if r.Source == fib.SourceNHRP && r.NextHop == owner {
-			e.cfg.Routes.Delete(r.Prefix, fib.SourceNHRP)
-			e.routeChanged()
-		}
+	e.dropRoutesVia(owner)
+}
+
+// dropRoutesVia removes the shortcut routes through owner (an index, not a
+// walk of the FIB).
+func (e *Engine) dropRoutesVia(owner netip.Addr) {
+	rs := e.shortcuts[owner]
+	if len(rs) == 0 {
+		return
 	}
+	delete(e.shortcuts, owner)
+	for pfx := range rs {
+		e.cfg.Routes.Delete(pfx, fib.SourceNHRP)
+	}
+	e.routeChanged()
+}
+
+func (e *Engine) addShortcutRoute(prefix netip.Prefix, owner netip.Addr) bool {
+	// One prefix has one shortcut: take it away from a previous owner.
+	if r, ok := e.cfg.Routes.Get(prefix, fib.SourceNHRP); ok && r.NextHop != owner {
+		delete(e.shortcuts[r.NextHop], prefix)
+	}
+	m := e.shortcuts[owner]
+	if m == nil {
+		m = map[netip.Prefix]struct{}{}
+		e.shortcuts[owner] = m
+	}
+	if _, ok := m[prefix]; !ok && len(m) >= maxShortcutsPerOwner {
+		return false
+	}
+	m[prefix] = struct{}{}
+	e.cfg.Routes.Add(fib.Route{Prefix: prefix, NextHop: owner, Source: fib.SourceNHRP})
+	e.routeChanged()
+	return true
 }
 
 func (e *Engine) routeChanged() {
 	if e.cfg.OnRoutes != nil {
 		e.cfg.OnRoutes()
 	}
-}
-
-// isNHS reports whether ep is one of our NHSes.
-func (e *Engine) isNHS(ep netip.AddrPort) bool {
-	for _, n := range e.nhs {
-		if n.NBMA.Addr() == ep.Addr() {
-			return true
-		}
-	}
-	return false
 }
 
 // ownedPrefix returns the prefix we answer for target with, when we own it:
@@ -236,9 +297,34 @@ func (e *Engine) handleResolutionRequest(now time.Time, from netip.AddrPort, t u
 			}
 		}
 	}
+	// A requester is a station on the tunnel (it gets an answer sent to
+	// it, and maybe a mapping).
+	if req.SrcProto != e.self() && !e.onSubnet(req.SrcProto) {
+		e.drop(now, DropOffSubnet, from, "resolution requester "+req.SrcProto.String())
+		return
+	}
 	if prefix, ok := e.ownedPrefix(req.DstProto); ok {
 		e.answerResolution(now, from, t, req, prefix)
 		return
+	}
+	if !e.cfg.Server {
+		// Only an NHS forwards. A client that does not own the target
+		// says so to its NHS (stale routing there) and ignores the rest.
+		if e.isNHS(from) {
+			e.negativeReply(now, from, t, req)
+		} else {
+			e.drop(now, DropNotServer, from, "resolution request for something we do not own")
+		}
+		return
+	}
+	// We forward only for our registered clients (at the endpoint they
+	// registered from) and for other NHSes: what we forward creates state
+	// at the owner.
+	if reg, ok := e.cache.Get(req.SrcProto); !ok || reg.Type != cache.Dynamic || reg.NBMA != from {
+		if !e.isNHS(from) {
+			e.drop(now, DropNotRegistered, from, "resolution request from "+req.SrcProto.String())
+			return
+		}
 	}
 	// Not ours: forward toward the owner (a registered spoke, or the next
 	// hop our routes name), like an NHS on the routed path.
@@ -253,6 +339,7 @@ func (e *Engine) handleResolutionRequest(now time.Time, from netip.AddrPort, t u
 		return
 	}
 	if req.HopCount <= 1 {
+		e.stats.Dropped[DropHopCount]++
 		e.sendErrorIndication(now, from, t, e.rxRaw, nhrp.ErrHopCountExceeded, 9)
 		return
 	}
@@ -273,8 +360,8 @@ func (e *Engine) handleResolutionRequest(now time.Time, from netip.AddrPort, t u
 	}
 	e.reauth(fwd)
 	e.addHolder(owner.Protocol, holder{ep: from, t: t})
-	e.log.Debug("nhrp: forwarding resolution request", "target", req.DstProto, "from", req.SrcProto, "to", owner.Protocol)
-	e.transmit(owner.NBMA, owner.Transport)
+	e.rlog.Debug(now, "nhrp: forwarding resolution request", "target", req.DstProto, "from", req.SrcProto, "to", owner.Protocol)
+	e.transmit(now, owner.NBMA, owner.Transport)
 }
 
 func hasCIEFor(cs []nhrp.CIE, proto netip.Addr) bool {
@@ -306,6 +393,9 @@ func (e *Engine) addHolder(owner netip.Addr, h holder) {
 		m = map[netip.AddrPort]holder{}
 		e.holders[owner] = m
 	}
+	if _, ok := m[h.ep]; !ok && len(m) >= maxHoldersPerOwner {
+		return // bounded: the rest learn of staleness by expiry
+	}
 	m[h.ep] = h
 }
 
@@ -317,8 +407,8 @@ func (e *Engine) negativeReply(now time.Time, from netip.AddrPort, t underlay.Tr
 	rep.CIEs = rep.CIEs[:0]
 	rep.CIEs = append(rep.CIEs, nhrp.CIE{Code: nhrp.CodeNoBindingExists, PrefixLength: uint8(req.DstProto.BitLen()), MTU: e.cfg.MTU})
 	e.fixReplyExtensions(rep)
-	e.log.Debug("nhrp: no binding", "target", req.DstProto, "from", req.SrcProto)
-	e.transmit(from, t)
+	e.rlog.Debug(now, "nhrp: no binding", "target", req.DstProto, "from", req.SrcProto)
+	e.transmit(now, from, t)
 }
 
 // fixReplyExtensions puts our Responder Address and authentication into a
@@ -345,18 +435,30 @@ func (e *Engine) reauth(p *nhrp.Packet) {
 }
 
 // answerResolution replies to a request for something we own, and learns
-// the requester on the way.
+// the requester on the way when we may.
 func (e *Engine) answerResolution(now time.Time, from netip.AddrPort, t underlay.Transport, req *nhrp.Packet, prefix netip.Prefix) {
 	// Where is the requester? Behind NAT (the NHS told us in the NAT
 	// extension), or at the NBMA address it claims.
 	natAddr := natAddress(req, req.SrcProto, req.SrcNBMA)
-	direct := !e.isNHS(from) && from.Addr() == req.SrcNBMA
-	hold := time.Duration(e.cfg.Holdtime)
-	if len(req.CIEs) > 0 && req.CIEs[0].HoldingTime > 0 {
-		hold = time.Duration(req.CIEs[0].HoldingTime) * time.Second
+	viaNHS := e.isNHS(from)
+	direct := !viaNHS && from.Addr() == req.SrcNBMA
+	hold := time.Duration(0)
+	if len(req.CIEs) > 0 {
+		hold = e.capHold(req.CIEs[0].HoldingTime)
+	} else {
+		hold = e.capHold(0)
 	}
 	ep, pt := e.reachAt(direct, from, t, natAddr, req.SrcNBMA)
-	if !natAddr.IsValid() || direct {
+	// A mapping for the requester comes only from a request our NHS
+	// vouches for (it forwards for registered clients only), or straight
+	// from a peer we already map at that address (a refresh). An NHS has
+	// its clients' registrations and learns nothing here.
+	known := false
+	if old, ok := e.cache.Get(req.SrcProto); ok && old.Type == cache.Resolved && old.NBMA.Addr() == from.Addr() {
+		known = true
+	}
+	learn := !e.cfg.Server && req.SrcProto != e.self() && !e.isNHSAddr(req.SrcProto) && (viaNHS || (direct && known))
+	if learn && (!natAddr.IsValid() || direct) {
 		// Install the requester, so our return traffic can go direct too.
 		e.installPeer(now, req.SrcProto, ep, pt, req.SrcNBMA, natAddr.IsValid(), direct, hold, netip.Addr{})
 	}
@@ -370,17 +472,19 @@ func (e *Engine) answerResolution(now time.Time, from netip.AddrPort, t underlay
 		NBMA: e.cfg.NBMA, Protocol: e.self(),
 	})
 	e.fixReplyExtensions(rep)
-	e.addHolder(e.self(), holder{ep: ep, t: pt})
-	e.log.Debug("nhrp: answering resolution", "target", req.DstProto, "prefix", prefix, "requester", req.SrcProto, "to", ep)
+	if learn {
+		e.addHolder(e.self(), holder{ep: ep, t: pt})
+	}
+	e.rlog.Debug(now, "nhrp: answering resolution", "target", req.DstProto, "prefix", prefix, "requester", req.SrcProto, "to", ep)
 	if natAddr.IsValid() && !direct {
 		// The requester's NAT will not let us in before it has sent to
 		// us: answer through the NHS, and send a copy straight at its
 		// public address, which opens our own NAT's mapping toward it.
 		if n := e.upNHS(); n != nil {
-			e.transmit(n.NBMA, n.Transport)
+			e.transmit(now, n.NBMA, n.Transport)
 		}
 	}
-	e.transmit(ep, pt)
+	e.transmit(now, ep, pt)
 }
 
 // natAddress returns the post-NAT NBMA address p's NAT extension gives for
@@ -429,55 +533,76 @@ func (e *Engine) upNHS() *nhsState {
 }
 
 // installPeer adds a resolved mapping, unless a configured or registered
-// one exists for the address.
-func (e *Engine) installPeer(now time.Time, proto netip.Addr, ep netip.AddrPort, t underlay.Transport, claimed netip.Addr, nat, direct bool, hold time.Duration, target netip.Addr) {
-	if old, ok := e.cache.Get(proto); ok && (old.Type == cache.Static || old.Type == cache.Dynamic) {
-		return
+// one exists for the address. It reports whether the mapping is in the
+// cache.
+func (e *Engine) installPeer(now time.Time, proto netip.Addr, ep netip.AddrPort, t underlay.Transport, claimed netip.Addr, nat, direct bool, hold time.Duration, target netip.Addr) bool {
+	old, existed := e.cache.Get(proto)
+	if existed && (old.Type == cache.Static || old.Type == cache.Dynamic) {
+		return false
 	}
 	entry := cache.Entry{
 		Protocol: proto, NBMA: ep, ClaimedNBMA: claimed, Transport: t, Type: cache.Resolved,
 		NAT: nat, Direct: direct, Up: true, MTU: e.cfg.MTU, HoldingTime: hold,
 		Created: now, Expires: now.Add(hold), Target: target,
 	}
-	if old, ok := e.cache.Get(proto); ok && old.Type == cache.Resolved && old.NBMA == ep {
+	if existed && old.Type == cache.Resolved && old.NBMA == ep {
 		entry.Created = old.Created
 		entry.LastRx = old.LastRx
 		entry.Direct = entry.Direct || old.Direct
 		if !entry.Target.IsValid() {
 			entry.Target = old.Target
 		}
+	} else if existed && old.Type == cache.Resolved {
+		e.dropRoutesVia(proto) // it moved: its old routes pointed at a dead path
 	}
 	if direct && entry.LastRx == nil {
 		// It just reached us straight: the path works.
 		entry.LastRx = new(atomic.Int64)
 		entry.LastRx.Store(now.UnixNano())
 	}
-	e.cache.Put(entry)
+	if err := e.cache.Put(entry); err != nil {
+		e.stats.Dropped[DropCacheFull]++
+		return false
+	}
+	if !entry.Direct {
+		e.timers.schedule(timerShortcutProbe, proto, entry.Created.Add(probeTimeout))
+	}
+	if entry.Target.IsValid() {
+		e.timers.schedule(timerShortcutRefresh, proto, entry.Expires.Add(-hold/3))
+	}
+	return true
+}
+
+// answerFrom reports whether a Resolution Reply from from could be the
+// answer to our request: our NHS (the request went there), or the owner
+// itself at the NBMA address it gives or the one the NAT extension gives.
+func (e *Engine) answerFrom(from netip.AddrPort, c *nhrp.CIE, natAddr netip.Addr) bool {
+	return e.isNHS(from) || from.Addr() == c.NBMA || (natAddr.IsValid() && from.Addr() == natAddr)
 }
 
 func (e *Engine) handleResolutionReply(now time.Time, from netip.AddrPort, t underlay.Transport, rep *nhrp.Packet) {
 	if rep.SrcProto != e.self() {
-		// Transit: an owner answered a NATed requester through us.
-		to, ok := e.cache.Get(rep.SrcProto)
-		if !ok || !to.NBMA.IsValid() || rep.HopCount <= 1 {
-			return
-		}
-		fwd := e.copyForForward(rep)
-		fwd.HopCount = rep.HopCount - 1
-		e.reauth(fwd)
-		e.transmit(to.NBMA, to.Transport)
+		e.forwardReply(now, from, rep)
 		return
 	}
-	var p *pendingResolution
-	for _, c := range e.pending {
-		if c.reqID == rep.RequestID {
-			p = c
-		}
+	if pr := e.probeByID[rep.RequestID]; pr != nil {
+		e.probeAnswered(now, from, pr)
+		return
 	}
+	p := e.pendingByID[rep.RequestID]
 	if p == nil {
-		return // a duplicate (we also get NATed answers twice) or stale
+		e.drop(now, DropUnsolicited, from, "resolution reply matching no request")
+		return
+	}
+	if rep.DstProto != p.target {
+		e.drop(now, DropWrongAnswer, from, "answers "+rep.DstProto.String()+", we asked for "+p.target.String())
+		return
 	}
 	if len(rep.CIEs) == 0 || rep.CIEs[0].Code != nhrp.CodeSuccess {
+		if !e.isNHS(from) {
+			e.drop(now, DropWrongAnswer, from, "negative answer not from our NHS")
+			return
+		}
 		code := nhrp.CodeNoBindingExists
 		if len(rep.CIEs) > 0 {
 			code = rep.CIEs[0].Code
@@ -485,40 +610,111 @@ func (e *Engine) handleResolutionReply(now time.Time, from netip.AddrPort, t und
 		e.failResolution(now, p.target, code.String())
 		return
 	}
-	delete(e.pending, p.target)
 	c := rep.CIEs[0]
 	owner := c.Protocol
 	if !owner.IsValid() {
 		owner = rep.DstProto
 	}
 	natAddr := natAddress(rep, owner, c.NBMA)
+	if why := e.badAnswer(p, from, &c, owner, natAddr); why != "" {
+		// Not installed, and the request stays pending: a forger cannot
+		// stop the real answer from counting.
+		e.drop(now, DropWrongAnswer, from, why)
+		return
+	}
+	bits := min(int(c.PrefixLength), p.target.BitLen())
+	prefix := netip.PrefixFrom(p.target, bits).Masked()
 	direct := !e.isNHS(from)
 	ep, pt := e.reachAt(direct, from, t, natAddr, c.NBMA)
-	hold := time.Duration(c.HoldingTime) * time.Second
-	if hold == 0 {
-		hold = e.cfg.Holdtime
+	hold := e.capHold(c.HoldingTime)
+	e.removePending(p.target)
+	if !e.installPeer(now, owner, ep, pt, c.NBMA, natAddr.IsValid() || (direct && from.Addr() != c.NBMA), direct, hold, p.target) {
+		// Nowhere to put it (or a registration holds the address): stay
+		// on the hub path, and do not ask again at once.
+		e.failResolution(now, p.target, "mapping not installed")
+		return
 	}
-	e.installPeer(now, owner, ep, pt, c.NBMA, natAddr.IsValid() || (direct && from.Addr() != c.NBMA), direct, hold, p.target)
 	if old, ok := e.cache.Get(p.target); ok && old.Type == cache.Incomplete {
 		e.cache.Delete(p.target)
 	}
-	bits := int(c.PrefixLength)
-	if bits > rep.DstProto.BitLen() {
-		bits = rep.DstProto.BitLen()
-	}
-	prefix := netip.PrefixFrom(rep.DstProto, bits).Masked()
-	if owner != rep.DstProto || bits < rep.DstProto.BitLen() {
+	if owner != p.target || bits < p.target.BitLen() {
 		// Phase 3: a shortcut route for the owner's prefix; it beats the
 		// hub's summary by longest match.
-		e.cfg.Routes.Add(fib.Route{Prefix: prefix, NextHop: owner, Source: fib.SourceNHRP})
-		e.routeChanged()
+		if !e.addShortcutRoute(prefix, owner) {
+			e.stats.Dropped[DropCacheFull]++
+		}
 	}
-	e.log.Info("nhrp: shortcut up", "target", p.target, "prefix", prefix, "via", owner, "nbma", ep, "transport", pt,
+	e.rlog.Info(now, "nhrp: shortcut up", "target", p.target, "prefix", prefix, "via", owner, "nbma", ep, "transport", pt,
 		"took", now.Sub(p.started))
+}
+
+// badAnswer checks that a positive reply answers the question p asked:
+// from a place the request could reach, an owner on the tunnel, and a
+// prefix that covers the target (it is built from it) without reaching
+// beyond the route the shortcut refines or into the tunnel subnet.
+func (e *Engine) badAnswer(p *pendingResolution, from netip.AddrPort, c *nhrp.CIE, owner, natAddr netip.Addr) string {
+	if !e.answerFrom(from, c, natAddr) {
+		return "reply from " + from.Addr().String() + ", neither our NHS nor the owner"
+	}
+	if !e.onSubnet(owner) || e.isNHSAddr(owner) {
+		return "owner " + owner.String() + " is not a peer on the tunnel subnet"
+	}
+	if !c.NBMA.IsValid() && !natAddr.IsValid() && !e.isNHS(from) {
+		return "no NBMA address"
+	}
+	bits := min(int(c.PrefixLength), p.target.BitLen())
+	prefix := netip.PrefixFrom(p.target, bits).Masked()
+	if e.subnet.Contains(p.target) {
+		if owner != p.target {
+			return "a tunnel address answered by another station"
+		}
+		return ""
+	}
+	if prefix.Overlaps(e.subnet) {
+		return "prefix " + prefix.String() + " overlaps the tunnel subnet"
+	}
+	if p.route.IsValid() && bits < p.route.Bits() {
+		return "prefix " + prefix.String() + " is wider than the route it refines, " + p.route.String()
+	}
+	if prefix.Contains(e.self()) {
+		return "prefix covers our own address"
+	}
+	return ""
+}
+
+// forwardReply relays a reply an owner sent a NATed requester through us
+// (NHS only), to a registered client.
+func (e *Engine) forwardReply(now time.Time, from netip.AddrPort, rep *nhrp.Packet) {
+	if !e.cfg.Server {
+		e.drop(now, DropNotServer, from, "transit resolution reply")
+		return
+	}
+	to, ok := e.cache.Get(rep.SrcProto)
+	if !ok || to.Type != cache.Dynamic || !to.NBMA.IsValid() {
+		e.drop(now, DropNotRegistered, from, "transit reply for "+rep.SrcProto.String())
+		return
+	}
+	if _, ok := e.cache.ByNBMA(from); !ok {
+		e.drop(now, DropNotRegistered, from, "transit reply from a station that is not registered")
+		return
+	}
+	if rep.HopCount <= 1 {
+		e.stats.Dropped[DropHopCount]++
+		return
+	}
+	fwd := e.copyForForward(rep)
+	fwd.HopCount = rep.HopCount - 1
+	e.reauth(fwd)
+	e.transmit(now, to.NBMA, to.Transport)
 }
 
 func (e *Engine) handleTrafficIndication(now time.Time, from netip.AddrPort, ti *nhrp.Packet) {
 	if !e.cfg.Shortcut {
+		return
+	}
+	// Only an NHS redirects.
+	if !e.isNHS(from) {
+		e.drop(now, DropNotFromNHS, from, "traffic indication")
 		return
 	}
 	if ti.Code != nhrp.TrafficCodeRedirect {
@@ -528,7 +724,7 @@ func (e *Engine) handleTrafficIndication(now time.Time, from netip.AddrPort, ti 
 	if !ok {
 		return
 	}
-	e.log.Debug("nhrp: redirected", "by", from, "destination", dst)
+	e.rlog.Debug(now, "nhrp: redirected", "by", from, "destination", dst)
 	e.resolve(now, dst)
 }
 
@@ -550,39 +746,36 @@ func (e *Engine) Redirect(now time.Time, from netip.AddrPort, t underlay.Transpo
 	k := redirectKey{from: from, dst: dst}
 	b := e.redirects[k]
 	if b == nil {
-		if len(e.redirects) > 65536 {
+		if len(e.redirects) >= maxRedirectKeys {
 			clear(e.redirects) // bound memory under a scan
 		}
-		b = &tokenBucket{tokens: redirectBurst, last: now}
+		b = &bucket{}
 		e.redirects[k] = b
 	}
-	b.tokens = min(redirectBurst, b.tokens+now.Sub(b.last).Seconds()*redirectBurst/redirectEvery.Seconds())
-	b.last = now
-	if b.tokens < 1 {
+	if !b.take(now, Rate{Packets: redirectBurst, Interval: redirectEvery}) {
 		return
 	}
-	b.tokens--
 	ti := e.newPacket(nhrp.TypeTrafficIndication, src)
 	ti.HopCount = 1
 	ti.Code = nhrp.TrafficCodeRedirect
 	ti.Payload = pkt[:min(len(pkt), tiCopy)]
 	e.appendAuthAndEnd(ti)
 	e.stats.RedirectsSent++
-	e.log.Debug("nhrp: redirect", "to", from, "source", src, "destination", dst)
-	e.transmit(from, t)
+	e.rlog.Debug(now, "nhrp: redirect", "to", from, "source", src, "destination", dst)
+	e.transmit(now, from, t)
 }
 
 // purgeHolders tells every peer that learned owner's mapping through or
 // from us to forget it.
-func (e *Engine) purgeHolders(owner netip.Addr, prefixLen uint8) {
+func (e *Engine) purgeHolders(now time.Time, owner netip.Addr, prefixLen uint8) {
 	hs := e.holders[owner]
 	delete(e.holders, owner)
 	for _, h := range hs {
-		e.sendPurge(h.ep, h.t, owner, prefixLen, false)
+		e.sendPurge(now, h.ep, h.t, owner, prefixLen, false)
 	}
 }
 
-func (e *Engine) sendPurge(to netip.AddrPort, t underlay.Transport, addr netip.Addr, prefixLen uint8, noReply bool) {
+func (e *Engine) sendPurge(now time.Time, to netip.AddrPort, t underlay.Transport, addr netip.Addr, prefixLen uint8, noReply bool) {
 	p := e.newPacket(nhrp.TypePurgeRequest, addr)
 	if noReply {
 		p.Flags = nhrp.FlagPurgeN
@@ -591,7 +784,7 @@ func (e *Engine) sendPurge(to netip.AddrPort, t underlay.Transport, addr netip.A
 	p.CIEs = append(p.CIEs[:0], nhrp.CIE{PrefixLength: prefixLen, Protocol: addr})
 	e.appendAuthAndEnd(p)
 	e.stats.PurgesSent++
-	e.transmit(to, t)
+	e.transmit(now, to, t)
 }
 
 // ClearShortcuts forgets every resolved, negative and incomplete mapping
@@ -601,15 +794,20 @@ func (e *Engine) sendPurge(to netip.AddrPort, t underlay.Transport, addr netip.A
 func (e *Engine) ClearShortcuts() int {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	clear(e.pending)
+	for t := range e.pending {
+		e.removePending(t)
+	}
 	n := 0
-	for _, c := range e.cache.All() {
+	for _, c := range e.cache.All() { // an operator command, not an event
 		switch c.Type {
 		case cache.Resolved, cache.Negative, cache.Incomplete:
 			e.dropShortcut(c.Protocol)
 			e.cache.Delete(c.Protocol)
 			n++
 		}
+	}
+	for owner := range e.shortcuts {
+		e.dropRoutesVia(owner)
 	}
 	e.log.Info("nhrp: cleared resolved mappings and shortcuts", "entries", n)
 	return n

@@ -171,7 +171,7 @@ func TestDeadShortcutFallsBack(t *testing.T) {
 	s1.eng.ClearShortcuts()
 	s1.eng.mu.Lock()
 	s1.eng.installPeer(now, ad("10.0.0.12"), s2.nbma, underlay.TransportUDP, s2.nbma.Addr(), false, false, time.Minute, ad("10.1.2.10"))
-	s1.eng.cfg.Routes.Add(fib.Route{Prefix: pfx("10.1.2.0/24"), NextHop: ad("10.0.0.12"), Source: fib.SourceNHRP})
+	s1.eng.addShortcutRoute(pfx("10.1.2.0/24"), ad("10.0.0.12"))
 	s1.eng.mu.Unlock()
 	e, _ := s1.cache.Get(ad("10.0.0.12"))
 	e.Used.Store(true)

@@ -1,0 +1,436 @@
+package engine
+
+// State-machine fuzzing: arbitrary sequences of packets, clock steps and
+// API calls go into a hub engine and a spoke engine; after every step the
+// invariants below are checked. The packets are built by the harness from
+// the fuzzer's bytes (so they decode, carry valid authentication when the
+// engine wants it, and reuse the request IDs the engine just sent, which
+// is what reaches the reply and Error Indication paths), or passed raw.
+//
+//	go test ./nhrp/engine -run '^$' -fuzz FuzzHubEngine -fuzztime 10m
+//	go test ./nhrp/engine -run '^$' -fuzz FuzzSpokeEngine -fuzztime 10m
+
+import (
+	"encoding/binary"
+	"fmt"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/dmvpn/dmvpn/fib"
+	"github.com/dmvpn/dmvpn/localroute"
+	"github.com/dmvpn/dmvpn/nhrp"
+	"github.com/dmvpn/dmvpn/nhrp/cache"
+	"github.com/dmvpn/dmvpn/underlay"
+)
+
+// Bounds the fuzzed engines run with: small, so the fuzzer reaches them.
+const (
+	fuzzMaxEntries = 48
+	fuzzMaxPerNBMA = 6
+	fuzzMaxHold    = 300 * time.Second
+)
+
+var (
+	fuzzHub    = ap("192.0.2.1:0")
+	fuzzSpoke1 = ap("198.51.100.1:0")
+	fuzzSpoke2 = ap("198.51.100.65:0")
+	// Where packets may come from: the NHS (GRE and UDP), the spokes, an
+	// attacker, a NAT.
+	fuzzFrom = []netip.AddrPort{fuzzHub, ap("192.0.2.1:4754"), fuzzSpoke1, fuzzSpoke2, ap("203.0.113.66:4754"),
+		ap("203.0.113.66:0"), ap("198.51.100.129:4754"), ap("198.51.100.129:9000")}
+	fuzzProto = []netip.Addr{ad("10.0.0.1"), ad("10.0.0.11"), ad("10.0.0.12"), ad("10.0.0.13"), ad("10.0.0.0"),
+		ad("10.0.0.255"), ad("10.1.1.10"), ad("10.1.2.10"), ad("10.1.0.10"), ad("192.0.2.99"), ad("10.0.0.99"),
+		{}, ad("::1"), ad("10.1.2.200")}
+	fuzzNBMA = []netip.Addr{fuzzHub.Addr(), fuzzSpoke1.Addr(), fuzzSpoke2.Addr(), ad("203.0.113.66"),
+		ad("198.51.100.129"), ad("192.168.3.2"), {}}
+	fuzzHMACKeys = []nhrp.HMACKey{{ID: 2, Secret: []byte("fuzz-secret-0123456789")}}
+)
+
+// fuzzRec records what the engine sends.
+type fuzzRec struct {
+	sent  [][]byte
+	ids   []uint32
+	fails int
+}
+
+func (r *fuzzRec) SendNHRP(_ netip.AddrPort, _ underlay.Transport, pkt []byte) {
+	var p nhrp.Packet
+	if err := p.Decode(pkt); err != nil {
+		r.fails++
+	} else if p.Type.HasCIEs() {
+		r.ids = append(r.ids, p.RequestID)
+		if len(r.ids) > 16 {
+			r.ids = r.ids[1:]
+		}
+	}
+	r.sent = append(r.sent, append([]byte(nil), pkt...))
+	if len(r.sent) > 16 {
+		r.sent = r.sent[1:]
+	}
+}
+
+type fuzzReader struct{ b []byte }
+
+func (r *fuzzReader) u8() byte {
+	if len(r.b) == 0 {
+		return 0
+	}
+	v := r.b[0]
+	r.b = r.b[1:]
+	return v
+}
+func (r *fuzzReader) u16() uint16 { return uint16(r.u8())<<8 | uint16(r.u8()) }
+func (r *fuzzReader) proto() netip.Addr {
+	i := int(r.u8())
+	if i < len(fuzzProto) {
+		return fuzzProto[i]
+	}
+	return netip.AddrFrom4([4]byte{10, byte(i % 3), 0, byte(i)})
+}
+func (r *fuzzReader) nbma() netip.Addr { return fuzzNBMA[int(r.u8())%len(fuzzNBMA)] }
+
+func (r *fuzzReader) cie() nhrp.CIE {
+	return nhrp.CIE{Code: nhrp.CIECode(r.u8() % 16), PrefixLength: r.u8() % 40, MTU: 1400, HoldingTime: r.u16(),
+		NBMA: r.nbma(), Protocol: r.proto()}
+}
+
+type fuzzHarness struct {
+	t    *testing.T
+	role string
+	eng  *Engine
+	c    *cache.Cache
+	rec  *fuzzRec
+	now  time.Time
+	auth byte // 0 none, 1 Cisco, 2 HMAC
+	keys *nhrp.HMACKeys
+	seq  uint64
+	rt   *fib.Table
+}
+
+func newFuzzHarness(t *testing.T, role string, auth byte) *fuzzHarness {
+	h := &fuzzHarness{t: t, role: role, rec: &fuzzRec{}, now: t0, auth: auth % 3}
+	h.c = cache.NewWithLimits(cache.Limits{MaxEntries: fuzzMaxEntries, MaxPerNBMA: fuzzMaxPerNBMA})
+	h.rt = fib.New()
+	h.rt.Add(fib.Route{Prefix: pfx("10.0.0.0/24"), Source: fib.SourceConnected})
+	cfg := Config{MTU: 1400, Holdtime: 60 * time.Second, MaxHoldtime: fuzzMaxHold, Transport: underlay.TransportGRE,
+		Routes: h.rt, Unique: true, MaxReceive: Rate{Packets: 200, Interval: time.Second}, Seed: [32]byte{1}}
+	if role == "hub" {
+		cfg.Address, cfg.NBMA, cfg.Server, cfg.Redirect = pfx("10.0.0.1/24"), fuzzHub.Addr(), true, true
+		cfg.Host = localroute.NewStatic(pfx("10.1.0.0/24"))
+		h.rt.Add(fib.Route{Prefix: pfx("10.1.2.0/24"), NextHop: ad("10.0.0.12"), Source: fib.SourceStatic})
+		h.rt.Add(fib.Route{Prefix: pfx("10.1.1.0/24"), NextHop: ad("10.0.0.11"), Source: fib.SourceStatic})
+	} else {
+		cfg.Address, cfg.NBMA, cfg.Shortcut = pfx("10.0.0.11/24"), fuzzSpoke1.Addr(), true
+		cfg.Host = localroute.NewStatic(pfx("10.1.1.0/24"))
+		cfg.NHS = []NHS{{Protocol: ad("10.0.0.1"), NBMA: fuzzHub, Transport: underlay.TransportGRE}}
+		h.rt.Add(fib.Route{Prefix: pfx("10.1.0.0/16"), NextHop: ad("10.0.0.1"), Source: fib.SourceStatic})
+	}
+	switch h.auth {
+	case 1:
+		cfg.Authentication = []byte("lab")
+	case 2:
+		k, err := nhrp.NewHMACKeys(fuzzHMACKeys)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg.HMAC = k
+		if h.keys, err = nhrp.NewHMACKeys(fuzzHMACKeys); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e, err := New(cfg, h.c, h.rec, quiet())
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.eng = e
+	e.Start(h.now)
+	return h
+}
+
+// packet builds an NHRP packet from the fuzzer's bytes.
+func (h *fuzzHarness) packet(r *fuzzReader) []byte {
+	mode := r.u8()
+	if mode%8 == 7 { // raw bytes, checksum fixed so decoding goes further
+		n := int(r.u8())
+		raw := append([]byte(nil), r.b[:min(n, len(r.b))]...)
+		r.b = r.b[min(n, len(r.b)):]
+		if len(raw) >= 20 {
+			binary.BigEndian.PutUint16(raw[10:], uint16(len(raw)))
+			raw[12], raw[13] = 0, 0
+			sum := checksum(raw)
+			binary.BigEndian.PutUint16(raw[12:], sum)
+		}
+		return raw
+	}
+	p := &nhrp.Packet{Type: nhrp.Type(1 + r.u8()%8), HopCount: r.u8(), Flags: r.u16(),
+		SrcNBMA: r.nbma(), SrcProto: r.proto(), DstProto: r.proto()}
+	if p.HopCount == 0 && mode&0x10 == 0 {
+		p.HopCount = 255
+	}
+	switch id := r.u8(); {
+	case id < 160 && len(h.rec.ids) > 0:
+		p.RequestID = h.rec.ids[int(id)%len(h.rec.ids)] // answer something we asked
+	default:
+		p.RequestID = uint32(id)
+	}
+	if p.SrcProto.Is6() != p.DstProto.Is6() {
+		p.DstProto = p.SrcProto
+	}
+	switch p.Type {
+	case nhrp.TypeTrafficIndication:
+		p.Code = uint16(r.u8() % 2)
+		p.Payload = ipPacket(r.proto4(), r.proto4())
+	case nhrp.TypeErrorIndication:
+		p.Code = uint16(r.u8() % 16)
+		if len(h.rec.sent) > 0 {
+			p.Payload = h.rec.sent[int(r.u8())%len(h.rec.sent)]
+			if n := int(r.u8()); n < len(p.Payload) && mode&0x20 != 0 {
+				p.Payload = p.Payload[:n] // a cut copy
+			}
+		}
+	default:
+		for n := int(r.u8() % 4); n > 0; n-- {
+			p.CIEs = append(p.CIEs, r.cie())
+		}
+	}
+	if p.Type != nhrp.TypeErrorIndication {
+		if mode&1 != 0 {
+			fwd := nhrp.NewCIEExtension(nhrp.ExtForwardTransitNHS)
+			if mode&2 != 0 {
+				fwd.CIEs = []nhrp.CIE{r.cie()}
+			}
+			p.Extensions = append(p.Extensions, nhrp.NewCIEExtension(nhrp.ExtResponderAddress), fwd)
+		}
+		if mode&4 != 0 {
+			p.Extensions = append(p.Extensions, nhrp.NewNATAddress(r.cie(), r.cie()))
+		}
+		switch h.auth {
+		case 1:
+			a, _ := nhrp.NewCiscoAuthentication([]byte("lab"))
+			p.Extensions = append(p.Extensions, a)
+		case 2:
+			p.Extensions = append(p.Extensions, h.keys.NewAuthentication(ad(r.proto4())))
+		}
+		p.Extensions = append(p.Extensions, nhrp.NewEnd())
+	}
+	b, err := p.AppendEncode(nil)
+	if err != nil {
+		return nil
+	}
+	if h.auth == 2 && p.Type != nhrp.TypeErrorIndication {
+		h.seq = max(h.seq+1, uint64(h.now.UnixNano()))
+		if mode&0x40 != 0 && h.seq > uint64(time.Second) {
+			h.seq -= uint64(time.Second) // reordered or replayed
+		}
+		if err := h.keys.Sign(b, h.seq); err != nil {
+			return nil
+		}
+	}
+	return b
+}
+
+func (r *fuzzReader) proto4() string {
+	a := r.proto()
+	if !a.Is4() {
+		return "10.1.2.10"
+	}
+	return a.String()
+}
+
+func checksum(b []byte) uint16 {
+	var s uint32
+	for i := 0; i+1 < len(b); i += 2 {
+		s += uint32(b[i])<<8 | uint32(b[i+1])
+	}
+	if len(b)%2 == 1 {
+		s += uint32(b[len(b)-1]) << 8
+	}
+	for s > 0xffff {
+		s = s&0xffff + s>>16
+	}
+	return ^uint16(s)
+}
+
+// step runs one operation from the fuzzer's bytes.
+func (h *fuzzHarness) step(r *fuzzReader) string {
+	op := r.u8()
+	switch {
+	case op < 200:
+		from := fuzzFrom[int(r.u8())%len(fuzzFrom)]
+		t := underlay.TransportGRE
+		if from.Port() != 0 {
+			t = underlay.TransportUDP
+		}
+		pkt := h.packet(r)
+		before := h.nhsState()
+		h.eng.HandlePacket(h.now, from, t, pkt)
+		if h.role == "spoke" && from.Addr() != fuzzHub.Addr() {
+			if after := h.nhsState(); after != before && (after == StateError || after == StateRefused) {
+				return fmt.Sprintf("a packet from %v moved the NHS from %s to %s", from, before, after)
+			}
+		}
+	case op < 230:
+		h.now = h.now.Add(time.Duration(r.u8()) * 100 * time.Millisecond)
+		h.eng.Tick(h.now)
+	case op < 240:
+		if next := h.eng.NextDeadline(); !next.IsZero() && next.After(h.now) {
+			h.now = next
+			h.eng.Tick(h.now)
+		}
+	case op < 248:
+		h.eng.Resolve(h.now, r.proto())
+	case op < 254:
+		h.eng.Redirect(h.now, fuzzFrom[int(r.u8())%len(fuzzFrom)], underlay.TransportGRE, ipPacket(r.proto4(), r.proto4()))
+	default:
+		h.eng.ClearShortcuts()
+	}
+	return h.check()
+}
+
+func (h *fuzzHarness) nhsState() string {
+	if st := h.eng.NHSStatus(); len(st) > 0 {
+		return st[0].State
+	}
+	return ""
+}
+
+// check returns the first invariant that does not hold, or "".
+func (h *fuzzHarness) check() string {
+	e := h.eng
+	if h.rec.fails > 0 {
+		return "the engine sent a packet that does not decode"
+	}
+	if n := h.c.Len(); n > fuzzMaxEntries {
+		return fmt.Sprintf("cache has %d entries, limit %d", n, fuzzMaxEntries)
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if len(e.pending) > maxPending || len(e.probes) > maxProbes || len(e.pendingByID) != len(e.pending) || len(e.probeByID) != len(e.probes) {
+		return fmt.Sprintf("tables: pending %d/%d probes %d/%d", len(e.pending), len(e.pendingByID), len(e.probes), len(e.probeByID))
+	}
+	if live := len(e.timers.sched); live > 4*(h.c.Len()+len(e.pending)+len(e.probes))+8 {
+		return fmt.Sprintf("%d live timers for %d entries", live, h.c.Len())
+	}
+	if e.timers.len() > 4096 {
+		return fmt.Sprintf("%d timers in the heap", e.timers.len())
+	}
+	nhsSeen := false
+	for _, c := range h.c.All() {
+		if !c.Expires.IsZero() && c.Expires.Sub(h.now) > fuzzMaxHold+incompleteHold {
+			return fmt.Sprintf("entry %v held for %v, cap %v", c.Protocol, c.Expires.Sub(h.now), fuzzMaxHold)
+		}
+		switch c.Type {
+		case cache.Dynamic:
+			if h.role != "hub" {
+				return fmt.Sprintf("a spoke holds a registration: %+v", c)
+			}
+			if !e.onSubnet(c.Protocol) {
+				return fmt.Sprintf("registration of %v, not usable on the tunnel", c.Protocol)
+			}
+		case cache.Resolved:
+			if h.role == "hub" {
+				return fmt.Sprintf("the hub learned a resolved mapping: %+v", c)
+			}
+			if !e.onSubnet(c.Protocol) || e.isNHSAddr(c.Protocol) {
+				return fmt.Sprintf("a mapping for %v, not a peer on the tunnel", c.Protocol)
+			}
+		case cache.Static:
+			if c.NHS {
+				nhsSeen = true
+			}
+		}
+	}
+	if h.role == "spoke" && !nhsSeen {
+		return "the NHS's static entry is gone"
+	}
+	for _, r := range h.rt.Routes() {
+		if r.Source != fib.SourceNHRP {
+			continue
+		}
+		if h.role == "hub" {
+			return fmt.Sprintf("the hub installed a shortcut %+v", r)
+		}
+		if r.Prefix.Overlaps(pfx("10.0.0.0/24")) || !pfx("10.1.0.0/16").Contains(r.Prefix.Addr()) || r.Prefix.Bits() < 16 {
+			return fmt.Sprintf("shortcut %v reaches beyond the route it refines", r.Prefix)
+		}
+		if c, ok := h.c.Get(r.NextHop); !ok || c.Type != cache.Resolved {
+			return fmt.Sprintf("shortcut %v via %v with no mapping for it", r.Prefix, r.NextHop)
+		}
+		if _, ok := e.shortcuts[r.NextHop][r.Prefix]; !ok {
+			return fmt.Sprintf("shortcut %v via %v missing from the index", r.Prefix, r.NextHop)
+		}
+	}
+	return ""
+}
+
+func fuzzEngine(f *testing.F, role string) {
+	for _, s := range fuzzSeeds() {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		if len(data) == 0 {
+			return
+		}
+		r := &fuzzReader{b: data[1:]}
+		h := newFuzzHarness(t, role, data[0])
+		for i := 0; len(r.b) > 0 && i < 256; i++ {
+			if why := h.step(r); why != "" {
+				t.Fatalf("step %d: %s", i, why)
+			}
+		}
+	})
+}
+
+// fuzzSeeds are step sequences that reach the interesting paths: the
+// zero-CIE registration that used to panic, a registration, a resolution
+// answered with a request ID the engine sent, a purge, a redirect.
+func fuzzSeeds() [][]byte {
+	reg := func(cies byte) []byte { // deliver from the attacker: a Registration Request
+		return []byte{0, 4, 0, 2 /*type 3*/, 255, 0x80, 0, 3 /*nbma*/, 2 /*10.0.0.12*/, 0 /*dst hub*/, 200, cies,
+			0, 32, 0, 0xff, 0xff, 3, 2}
+	}
+	return [][]byte{
+		append([]byte{1}, reg(0)...),
+		append([]byte{1}, reg(1)...),
+		append([]byte{2}, reg(1)...),
+		append([]byte{0}, append(reg(1), 220, 255, 235, 220, 50)...),
+		// A resolution reply from the hub answering the last request ID.
+		{1, 247, 7 /*10.1.2.10*/, 0, 0, 1 /*type 2*/, 255, 0, 0, 0, 1, 7, 0, 1, 0, 24, 0, 0x0e, 0x10, 2, 2, 220, 30},
+		// A purge from spoke1's endpoint for its own binding, then time.
+		{1, 0, 2, 0, 4 /*type 5*/, 255, 0x80, 0, 1, 1, 0, 1, 1, 0, 32, 0, 0, 1, 1, 220, 20, 220, 20, 220, 20},
+		// A Traffic Indication from the NHS.
+		{1, 0, 0, 0, 7 /*type 8*/, 1, 0, 0, 0, 0, 1, 200, 0, 6, 7},
+		// An Error Indication echoing what we sent.
+		{2, 0, 0, 0, 6 /*type 7*/, 255, 0, 0, 0, 0, 1, 200, 11, 0, 0},
+	}
+}
+
+func FuzzHubEngine(f *testing.F)   { fuzzEngine(f, "hub") }
+func FuzzSpokeEngine(f *testing.F) { fuzzEngine(f, "spoke") }
+
+// TestFuzzSeedsReachTheFindings checks that the harness's seeds drive the
+// engine down the paths of the review's findings (so the fuzzer starts
+// from them): the zero-CIE registration, and a registration at a spoke.
+func TestFuzzSeedsReachTheFindings(t *testing.T) {
+	seeds := fuzzSeeds()
+	run := func(role string, seed []byte) *fuzzHarness {
+		h := newFuzzHarness(t, role, seed[0])
+		r := &fuzzReader{b: seed[1:]}
+		for len(r.b) > 0 {
+			if why := h.step(r); why != "" {
+				t.Fatal(why)
+			}
+		}
+		return h
+	}
+	if h := run("hub", seeds[0]); h.eng.Stats().Dropped[DropNoCIE] != 1 {
+		t.Fatalf("seed 0 does not reach the zero-CIE registration: %+v", h.eng.Stats().Dropped)
+	}
+	if h := run("spoke", seeds[1]); h.eng.Stats().Dropped[DropNotServer] != 1 {
+		t.Fatalf("seed 1 does not reach a registration at a spoke: %+v", h.eng.Stats().Dropped)
+	}
+	if h := run("hub", seeds[1]); h.eng.Stats().RegistrationsAccepted != 1 {
+		t.Fatalf("seed 1 does not register at the hub: %+v", h.eng.Stats())
+	}
+}
