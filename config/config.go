@@ -328,6 +328,21 @@ func (p *parser) applyDefaults(c *Config) {
 	if !p.has("nhrp.max-send") {
 		n.MaxSend = Rate{Packets: DefaultMaxPackets, Interval: DefaultMaxPer}
 	}
+	if !p.has("nhrp.max-receive") {
+		n.MaxReceive = DefaultMaxReceive
+	}
+	if !p.has("nhrp.max-holdtime") {
+		n.MaxHoldtime = max(DefaultMaxHoldtime, n.Holdtime)
+	}
+	if !p.has("nhrp.max-entries") {
+		n.MaxEntries = DefaultMaxEntries
+	}
+	if !p.has("nhrp.max-entries-per-nbma") {
+		n.MaxEntriesPerNBMA = DefaultMaxEntriesPerNBMA
+	}
+	if !p.has("nhrp.authentication-max-skew") {
+		n.AuthenticationMaxSkew = DefaultAuthMaxSkew
+	}
 	for i := range n.NHS {
 		if udp && !p.has(indexPath("nhrp.nhs", i)+".port") {
 			n.NHS[i].Port = DefaultUDPPort

@@ -110,6 +110,9 @@ type Options struct {
 	Tweak func(node string, c *NodeConfig)
 	// Log receives progress lines (nil: none).
 	Log io.Writer
+	// Attacker adds the node "attacker" (see Attacker): a namespace on the
+	// inet router at 203.0.113.66 for tests that play an attacker.
+	Attacker bool
 }
 
 var prefixRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_-]{0,31}$`)
@@ -218,7 +221,7 @@ func Up(ctx context.Context, opts Options) (*Lab, error) {
 		_ = teardown(dctx, o)
 		return nil, fmt.Errorf("lab: building %q: %w", o.Prefix, err)
 	}
-	l.logf("lab %q up: %d namespaces in %v (NAT: %s via %s)", o.Prefix, len(Nodes), time.Since(t0).Round(time.Millisecond), o.NATMode, natTool())
+	l.logf("lab %q up: %d namespaces in %v (NAT: %s via %s)", o.Prefix, len(l.Namespaces()), time.Since(t0).Round(time.Millisecond), o.NATMode, natTool())
 	return l, nil
 }
 
@@ -279,7 +282,7 @@ func Exists(opts Options) (bool, error) {
 	if _, err := os.Stat(filepath.Join(o.Dir, StateFile)); err == nil {
 		return true, nil
 	}
-	for _, n := range Nodes {
+	for _, n := range allNodes() {
 		if nsExists(nsName(o.Prefix, n)) {
 			return true, nil
 		}
@@ -327,7 +330,7 @@ func teardown(ctx context.Context, o Options) error {
 		errs = append(errs, err)
 	}
 	var present []string
-	for _, n := range Nodes {
+	for _, n := range allNodes() {
 		if ns := nsName(o.Prefix, n); nsExists(ns) {
 			present = append(present, ns)
 		}
@@ -393,7 +396,7 @@ func killNamespacePIDs(ctx context.Context, namespaces []string) {
 // removeFiles deletes what the lab writes in dir, then dir if empty.
 func removeFiles(dir string) {
 	for _, d := range Daemons {
-		for _, ext := range []string{".yaml", ".log", ".sock"} {
+		for _, ext := range []string{".yaml", ".log", ".sock", ".sock.lock"} {
 			_ = os.Remove(filepath.Join(dir, d.Name+ext))
 		}
 	}
@@ -443,7 +446,13 @@ func (l *Lab) Options() Options { return l.opts }
 func (l *Lab) Namespace(node string) string { return nsName(l.opts.Prefix, node) }
 
 // Namespaces returns every namespace of the lab.
-func (l *Lab) Namespaces() []string { return namespaces(l.opts.Prefix) }
+func (l *Lab) Namespaces() []string {
+	v := namespaces(l.opts.Prefix)
+	if l.opts.Attacker {
+		v = append(v, nsName(l.opts.Prefix, Attacker))
+	}
+	return v
+}
 
 // ConfigPath returns Dir/<node>.yaml.
 func (l *Lab) ConfigPath(node string) string { return filepath.Join(l.opts.Dir, node+".yaml") }

@@ -34,7 +34,7 @@ func TestNamesFit(t *testing.T) {
 	for _, v := range append(underlayLinks, lanLinks()...) {
 		ifs = append(ifs, v.ifA, v.ifB)
 	}
-	ifs = append(ifs, IfTunnel)
+	ifs = append(ifs, IfTunnel, attackerLink.ifA, attackerLink.ifB)
 	for _, n := range ifs {
 		if len(n) > 15 {
 			t.Errorf("interface name %q is longer than 15 characters", n)
@@ -43,7 +43,7 @@ func TestNamesFit(t *testing.T) {
 	if got := Namespaces("")[0]; got != "dmvpn-inet" {
 		t.Errorf("default namespace = %q, want dmvpn-inet", got)
 	}
-	for _, ns := range namespaces(testPrefix('t')) {
+	for _, ns := range append(namespaces(testPrefix('t')), nsName(testPrefix('t'), Attacker)) {
 		if len(ns) > 15 {
 			t.Errorf("test namespace %q is longer than 15 characters", ns)
 		}

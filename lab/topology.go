@@ -198,6 +198,11 @@ func (l *Lab) build(ctx context.Context) error {
 	if err := l.setupNAT(ctx); err != nil {
 		return err
 	}
+	if l.opts.Attacker {
+		if err := l.buildAttacker(ctx); err != nil {
+			return err
+		}
+	}
 	if l.opts.LossPct > 0 {
 		rules := fmt.Sprintf(`table ip lablossy {
   chain forward {

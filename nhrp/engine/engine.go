@@ -286,7 +286,10 @@ func New(cfg Config, c *cache.Cache, s Sender, log *slog.Logger) (*Engine, error
 		e.afn = nhrp.AFNIPv6
 	}
 	if cfg.HMAC != nil {
-		f, err := replay.New(replay.Config{MaxSkew: cfg.HMACMaxSkew})
+		// Signers are peers (authentication is hop by hop), so the
+		// replay table is sized like the cache; its memory is touched
+		// only as signers appear.
+		f, err := replay.New(replay.Config{MaxSkew: cfg.HMACMaxSkew, MaxSigners: min(max(c.Limits().MaxEntries, 16), 65536), Window: 32})
 		if err != nil {
 			return nil, fmt.Errorf("nhrp: replay filter: %w", err)
 		}

@@ -50,11 +50,12 @@ var (
 // fuzzRec records what the engine sends.
 type fuzzRec struct {
 	sent  [][]byte
+	to    []netip.AddrPort
 	ids   []uint32
 	fails int
 }
 
-func (r *fuzzRec) SendNHRP(_ netip.AddrPort, _ underlay.Transport, pkt []byte) {
+func (r *fuzzRec) SendNHRP(to netip.AddrPort, _ underlay.Transport, pkt []byte) {
 	var p nhrp.Packet
 	if err := p.Decode(pkt); err != nil {
 		r.fails++
@@ -65,8 +66,9 @@ func (r *fuzzRec) SendNHRP(_ netip.AddrPort, _ underlay.Transport, pkt []byte) {
 		}
 	}
 	r.sent = append(r.sent, append([]byte(nil), pkt...))
+	r.to = append(r.to, to)
 	if len(r.sent) > 16 {
-		r.sent = r.sent[1:]
+		r.sent, r.to = r.sent[1:], r.to[1:]
 	}
 }
 
@@ -148,9 +150,12 @@ func newFuzzHarness(t *testing.T, role string, auth byte) *fuzzHarness {
 	return h
 }
 
-// packet builds an NHRP packet from the fuzzer's bytes.
-func (h *fuzzHarness) packet(r *fuzzReader) []byte {
+// packet builds an NHRP packet from the fuzzer's bytes. When it answers
+// one of the engine's own requests it also returns where that request went,
+// so the step can make the answer come from there.
+func (h *fuzzHarness) packet(r *fuzzReader) ([]byte, netip.AddrPort) {
 	mode := r.u8()
+	var answerFrom netip.AddrPort
 	if mode%8 == 7 { // raw bytes, checksum fixed so decoding goes further
 		n := int(r.u8())
 		raw := append([]byte(nil), r.b[:min(n, len(r.b))]...)
@@ -161,14 +166,28 @@ func (h *fuzzHarness) packet(r *fuzzReader) []byte {
 			sum := checksum(raw)
 			binary.BigEndian.PutUint16(raw[12:], sum)
 		}
-		return raw
+		return raw, answerFrom
 	}
 	p := &nhrp.Packet{Type: nhrp.Type(1 + r.u8()%8), HopCount: r.u8(), Flags: r.u16(),
 		SrcNBMA: r.nbma(), SrcProto: r.proto(), DstProto: r.proto()}
+	// Answer mode: the skeleton of the reply to a request the engine sent
+	// (same ID, source and destination), with fuzzed CIEs.
+	var asked nhrp.Packet
+	answer := false
+	if mode&0x08 != 0 && len(h.rec.sent) > 0 {
+		i := int(r.u8()) % len(h.rec.sent)
+		if asked.Decode(h.rec.sent[i]) == nil && (asked.Type == nhrp.TypeResolutionRequest || asked.Type == nhrp.TypeRegistrationRequest || asked.Type == nhrp.TypePurgeRequest) {
+			answer = true
+			p.Type, p.SrcNBMA, p.SrcProto, p.DstProto = asked.Type+1, asked.SrcNBMA, asked.SrcProto, asked.DstProto
+			answerFrom = h.rec.to[i]
+		}
+	}
 	if p.HopCount == 0 && mode&0x10 == 0 {
 		p.HopCount = 255
 	}
 	switch id := r.u8(); {
+	case answer:
+		p.RequestID = asked.RequestID
 	case id < 160 && len(h.rec.ids) > 0:
 		p.RequestID = h.rec.ids[int(id)%len(h.rec.ids)] // answer something we asked
 	default:
@@ -191,7 +210,15 @@ func (h *fuzzHarness) packet(r *fuzzReader) []byte {
 		}
 	default:
 		for n := int(r.u8() % 4); n > 0; n-- {
-			p.CIEs = append(p.CIEs, r.cie())
+			c := r.cie()
+			if answer && c.Code%4 != 0 {
+				c.Code = nhrp.CodeSuccess // mostly positive answers
+				c.PrefixLength = 16 + c.PrefixLength%17
+			}
+			p.CIEs = append(p.CIEs, c)
+		}
+		if answer && len(p.CIEs) == 0 {
+			p.CIEs = append(p.CIEs, nhrp.CIE{PrefixLength: 24, HoldingTime: 60, NBMA: r.nbma(), Protocol: r.proto()})
 		}
 	}
 	if p.Type != nhrp.TypeErrorIndication {
@@ -216,7 +243,7 @@ func (h *fuzzHarness) packet(r *fuzzReader) []byte {
 	}
 	b, err := p.AppendEncode(nil)
 	if err != nil {
-		return nil
+		return nil, answerFrom
 	}
 	if h.auth == 2 && p.Type != nhrp.TypeErrorIndication {
 		h.seq = max(h.seq+1, uint64(h.now.UnixNano()))
@@ -224,10 +251,10 @@ func (h *fuzzHarness) packet(r *fuzzReader) []byte {
 			h.seq -= uint64(time.Second) // reordered or replayed
 		}
 		if err := h.keys.Sign(b, h.seq); err != nil {
-			return nil
+			return nil, answerFrom
 		}
 	}
-	return b
+	return b, answerFrom
 }
 
 func (r *fuzzReader) proto4() string {
@@ -262,7 +289,13 @@ func (h *fuzzHarness) step(r *fuzzReader) string {
 		if from.Port() != 0 {
 			t = underlay.TransportUDP
 		}
-		pkt := h.packet(r)
+		pkt, answerFrom := h.packet(r)
+		if answerFrom.IsValid() && op < 120 {
+			from, t = answerFrom, underlay.TransportGRE // from where the request went
+			if from.Port() != 0 {
+				t = underlay.TransportUDP
+			}
+		}
 		before := h.nhsState()
 		h.eng.HandlePacket(h.now, from, t, pkt)
 		if h.role == "spoke" && from.Addr() != fuzzHub.Addr() {
@@ -401,6 +434,9 @@ func fuzzSeeds() [][]byte {
 		{1, 0, 2, 0, 4 /*type 5*/, 255, 0x80, 0, 1, 1, 0, 1, 1, 0, 32, 0, 0, 1, 1, 220, 20, 220, 20, 220, 20},
 		// A Traffic Indication from the NHS.
 		{1, 0, 0, 0, 7 /*type 8*/, 1, 0, 0, 0, 0, 1, 200, 0, 6, 7},
+		// A resolution of 10.1.2.10 answered by the NHS for spoke2's LAN
+		// (answer mode): a shortcut 10.1.2.0/24 via 10.0.0.12.
+		{0, 240, 7, 0, 0, 8, 1, 255, 0, 0, 0, 0, 0, 1, 0, 1, 0, 24, 0, 60, 2, 2},
 		// An Error Indication echoing what we sent.
 		{2, 0, 0, 0, 6 /*type 7*/, 255, 0, 0, 0, 0, 1, 200, 11, 0, 0},
 	}
@@ -429,6 +465,9 @@ func TestFuzzSeedsReachTheFindings(t *testing.T) {
 	}
 	if h := run("spoke", seeds[1]); h.eng.Stats().Dropped[DropNotServer] != 1 {
 		t.Fatalf("seed 1 does not reach a registration at a spoke: %+v", h.eng.Stats().Dropped)
+	}
+	if h := run("spoke", seeds[7]); len(h.eng.shortcuts[ad("10.0.0.12")]) != 1 {
+		t.Fatalf("seed 7 does not install a shortcut: %+v", h.rt.Routes())
 	}
 	if h := run("hub", seeds[1]); h.eng.Stats().RegistrationsAccepted != 1 {
 		t.Fatalf("seed 1 does not register at the hub: %+v", h.eng.Stats())
