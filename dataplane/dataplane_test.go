@@ -249,3 +249,68 @@ func TestForwardingAllocations(t *testing.T) {
 		t.Fatalf("underlay path allocates per batch: %v allocs for 1 batch, %v for 200", few, many)
 	}
 }
+
+// TestMulticastToManyPeers: a hub with 1,000 registered spokes sends each
+// overlay multicast packet to all of them from one encapsulation (every
+// datagram points at the same bytes), in batches no larger than the
+// socket's, and allocates nothing per peer or per packet.
+func TestMulticastToManyPeers(t *testing.T) {
+	const peers = 1000
+	f := fib.New()
+	f.Add(fib.Route{Prefix: pfx("10.0.0.0/16"), Source: fib.SourceConnected})
+	c := cache.New()
+	for i := 0; i < peers; i++ {
+		c.Put(cache.Entry{Protocol: netip.AddrFrom4([4]byte{10, 0, byte(1 + i>>8), byte(i)}),
+			NBMA:      netip.AddrPortFrom(netip.AddrFrom4([4]byte{198, 51, byte(i >> 8), byte(i)}), 4754),
+			Transport: underlay.TransportUDP, Type: cache.Dynamic, Multicast: true})
+	}
+	pkts := [][]byte{ipv4Packet("10.0.0.1", "224.0.0.5", 100), ipv4Packet("10.0.0.1", "224.0.0.5", 120)}
+	dev := &fakeTun{pkts: pkts}
+	conn := &batchConn{fakeConn: fakeConn{t: underlay.TransportUDP}}
+	p := New(Config{Key: 42, KeyPresent: true, Local: ad("10.0.0.1"), Subnet: pfx("10.0.0.0/16")}, dev, []underlay.Conn{conn}, f, c, nil, quiet())
+	dev.batches = 1
+	if err := p.RunOverlay(); err != nil {
+		t.Fatal(err)
+	}
+	if got := conn.sent.Load(); got != 2*peers {
+		t.Fatalf("%d datagrams, want %d", got, 2*peers)
+	}
+	if conn.largest > 2*conn.BatchSize() {
+		t.Fatalf("a batch of %d datagrams", conn.largest)
+	}
+	if conn.distinctBufs != 2 {
+		t.Fatalf("%d distinct buffers for 2 packets: copied per peer", conn.distinctBufs)
+	}
+	if s := p.Stats(); s.Multicast != 2*peers {
+		t.Fatalf("stats %+v", s)
+	}
+	run := func(batches int) float64 {
+		return testing.AllocsPerRun(3, func() { dev.batches = batches; _ = p.RunOverlay() })
+	}
+	if few, many := run(1), run(50); many > few+1 {
+		t.Fatalf("multicast allocates per batch: %v allocs for 1 batch, %v for 50", few, many)
+	}
+}
+
+// batchConn records batch sizes and how many distinct buffers were sent.
+type batchConn struct {
+	fakeConn
+	largest      int
+	bufs         map[*byte]bool
+	distinctBufs int
+}
+
+func (c *batchConn) WriteBatch(ds []underlay.Datagram) (int, error) {
+	c.largest = max(c.largest, len(ds))
+	if c.bufs == nil {
+		c.bufs = map[*byte]bool{}
+	}
+	for _, d := range ds {
+		if k := &d.Buf[0]; !c.bufs[k] {
+			c.bufs[k] = true
+			c.distinctBufs++
+		}
+	}
+	c.sent.Add(int64(len(ds)))
+	return len(ds), nil
+}

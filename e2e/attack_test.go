@@ -116,6 +116,7 @@ func newAttackLab(t *testing.T, tag byte) *env {
 	testenv.RequireTool(t, "tcpdump")
 	testenv.RequireTool(t, "tshark")
 	testenv.RequireTool(t, "timeout")
+	testenv.RequireTool(t, "ping") // the flood test's background pings (startPing); the lab needs none
 	e := newShortcutLab(t, tag, lab.Options{Phase: 3, Attacker: true})
 	e.startAll()
 	e.waitHubPeersUp(registerLimit, allSpokes...)
@@ -229,29 +230,7 @@ func (e *env) dataFramesFrom(c *capture, src string) int {
 // NHRP packet here is shorter) and a 64 MiB buffer keep them all.
 func (e *env) startWideCapture(node string) *capture {
 	e.t.Helper()
-	pcap := e.t.TempDir() + "/" + node + "-wan0.pcap"
-	cmd := e.l.Command(e.ctx, node, "timeout", "110", "tcpdump", "-Z", "root", "--immediate-mode", "-U", "-n",
-		"-s", "512", "-B", "65536", "-i", lab.IfWAN, "-w", pcap, "ip proto 47 or udp port 4754")
-	c := &capture{e: e, node: node, pcap: pcap, err: &syncBuffer{}, done: make(chan struct{})}
-	cmd.Stderr = c.err
-	if err := cmd.Start(); err != nil {
-		e.t.Fatal(err)
-	}
-	c.sig, c.kill = cmd.Process.Signal, cmd.Process.Kill
-	go func() {
-		_ = cmd.Wait() // stopped by a signal: the status says nothing
-		close(c.done)
-	}()
-	e.t.Cleanup(func() { c.stop() })
-	if err := e.poll(10*time.Second, 50*time.Millisecond, func() error {
-		if !strings.Contains(c.err.String(), "listening on") {
-			return fmt.Errorf("tcpdump in %s did not start: %q", node, c.err.String())
-		}
-		return nil
-	}); err != nil {
-		e.t.Fatal(err)
-	}
-	return c
+	return e.startTcpdump(node, 110, "-s", "512", "-B", "65536")
 }
 
 // --- what the daemons say ---

@@ -276,9 +276,17 @@ type capture struct {
 // tcpdump stops would be lost otherwise.
 func (e *env) startCapture(node string) *capture {
 	e.t.Helper()
+	return e.startTcpdump(node, 90)
+}
+
+// startTcpdump is startCapture with a time limit (seconds) and extra
+// tcpdump options.
+func (e *env) startTcpdump(node string, limit int, opts ...string) *capture {
+	e.t.Helper()
 	pcap := e.t.TempDir() + "/" + node + "-wan0.pcap"
-	cmd := e.l.Command(e.ctx, node, "timeout", "90", "tcpdump", "-Z", "root", "--immediate-mode", "-U", "-n", "-i", lab.IfWAN,
-		"-w", pcap, "ip proto 47 or udp port 4754")
+	args := append([]string{"timeout", fmt.Sprint(limit), "tcpdump", "-Z", "root", "--immediate-mode", "-U", "-n"}, opts...)
+	args = append(args, "-i", lab.IfWAN, "-w", pcap, "ip proto 47 or udp port 4754")
+	cmd := e.l.Command(e.ctx, node, args...)
 	c := &capture{e: e, node: node, pcap: pcap, err: &syncBuffer{}, done: make(chan struct{})}
 	cmd.Stderr = c.err
 	if err := cmd.Start(); err != nil {

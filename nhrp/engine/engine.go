@@ -116,6 +116,10 @@ type Config struct {
 	// OnRoutes is called after the engine changes Routes (so the node can
 	// mirror them elsewhere); may be nil.
 	OnRoutes func()
+	// OnResolved is called, under the engine's lock, each time a
+	// resolution's answer is installed, with the time since its request
+	// was first sent (metrics); may be nil. It must not call the engine.
+	OnResolved func(took time.Duration)
 	// Seed seeds the request-ID generator (tests); zero: crypto/rand.
 	Seed [32]byte
 }

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/dmvpn/dmvpn/fib"
+	"github.com/dmvpn/dmvpn/internal/inet"
 	"github.com/dmvpn/dmvpn/localroute"
 	"github.com/dmvpn/dmvpn/nhrp"
 	"github.com/dmvpn/dmvpn/nhrp/cache"
@@ -163,7 +164,7 @@ func (h *fuzzHarness) packet(r *fuzzReader) ([]byte, netip.AddrPort) {
 		if len(raw) >= 20 {
 			binary.BigEndian.PutUint16(raw[10:], uint16(len(raw)))
 			raw[12], raw[13] = 0, 0
-			sum := checksum(raw)
+			sum := inet.Checksum(raw)
 			binary.BigEndian.PutUint16(raw[12:], sum)
 		}
 		return raw, answerFrom
@@ -263,20 +264,6 @@ func (r *fuzzReader) proto4() string {
 		return "10.1.2.10"
 	}
 	return a.String()
-}
-
-func checksum(b []byte) uint16 {
-	var s uint32
-	for i := 0; i+1 < len(b); i += 2 {
-		s += uint32(b[i])<<8 | uint32(b[i+1])
-	}
-	if len(b)%2 == 1 {
-		s += uint32(b[len(b)-1]) << 8
-	}
-	for s > 0xffff {
-		s = s&0xffff + s>>16
-	}
-	return ^uint16(s)
 }
 
 // step runs one operation from the fuzzer's bytes.

@@ -637,15 +637,20 @@ func (e *Engine) handleResolutionReply(now time.Time, from netip.AddrPort, t und
 	if old, ok := e.cache.Get(p.target); ok && old.Type == cache.Incomplete {
 		e.cache.Delete(p.target)
 	}
-	if owner != p.target || bits < p.target.BitLen() {
+	if !e.subnet.Contains(p.target) && (owner != p.target || bits < p.target.BitLen()) {
 		// Phase 3: a shortcut route for the owner's prefix; it beats the
-		// hub's summary by longest match.
+		// hub's summary by longest match. (A tunnel address, phase 2,
+		// needs only the mapping: whatever prefix length the owner put in
+		// its answer, no route goes into the connected subnet.)
 		if !e.addShortcutRoute(prefix, owner) {
 			e.stats.Dropped[DropCacheFull]++
 		}
 	}
 	e.rlog.Info(now, "nhrp: shortcut up", "target", p.target, "prefix", prefix, "via", owner, "nbma", ep, "transport", pt,
 		"took", now.Sub(p.started))
+	if e.cfg.OnResolved != nil {
+		e.cfg.OnResolved(now.Sub(p.started))
+	}
 }
 
 // badAnswer checks that a positive reply answers the question p asked:
