@@ -1,6 +1,7 @@
 // Package api is the daemon's management interface: HTTP/JSON on a unix
-// socket (GET /v1/dmvpn, /v1/nhrp, /v1/routes, /v1/stats), the client the
-// CLI's `show` commands use, and the text renderings of those views.
+// socket (GET /v1/dmvpn, /v1/nhrp, /v1/routes, /v1/stats, and /v1/metrics:
+// the Prometheus text exposition), the client the CLI's `show` commands
+// use, and the text renderings of those views.
 package api
 
 import (
@@ -88,6 +89,14 @@ type Provider interface {
 	ClearNHRP() int
 }
 
+// MetricsProvider is a Provider with Prometheus metrics (package node
+// implements it): GET /v1/metrics answers with Metrics(), which serves the
+// text exposition. A Provider without it answers 404 there.
+type MetricsProvider interface {
+	Provider
+	Metrics() http.Handler
+}
+
 // Cleared is the answer to POST /v1/clear/nhrp.
 type Cleared struct {
 	Entries int `json:"entries"`
@@ -143,6 +152,9 @@ func ServeListener(ctx context.Context, l net.Listener, p Provider) error {
 	handle("/v1/nhrp", func() any { return p.NHRP() })
 	handle("/v1/routes", func() any { return p.Routes() })
 	handle("/v1/stats", func() any { return p.Stats() })
+	if m, ok := p.(MetricsProvider); ok {
+		mux.Handle("GET /v1/metrics", m.Metrics())
+	}
 	mux.HandleFunc("POST /v1/clear/nhrp", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(Cleared{Entries: p.ClearNHRP()})
@@ -181,6 +193,12 @@ func NewClient(path string) *Client {
 // Get fetches /v1/<what> and decodes it into v; raw gets the JSON text.
 func (c *Client) Get(ctx context.Context, what string, v any) (raw []byte, err error) {
 	return c.do(ctx, http.MethodGet, what, v)
+}
+
+// Metrics fetches /v1/metrics: the daemon's metrics in the Prometheus text
+// exposition format.
+func (c *Client) Metrics(ctx context.Context) ([]byte, error) {
+	return c.do(ctx, http.MethodGet, "metrics", nil)
 }
 
 // ClearNHRP asks the daemon to forget its resolved mappings and shortcuts.

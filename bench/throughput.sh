@@ -15,8 +15,8 @@
 #                        golang.zx2c4.com/wireguard version in go.mod, i.e. the
 #                        same TUN code dmvpn uses)
 #        PREFIX          lab namespace prefix (default dmvb<pid>)
-# Needs: root, Go, iperf3, jq, ping, ethtool, nft or iptables (missing Debian
-# packages are installed with apt-get --no-install-recommends).
+# Needs: root, Go, iperf3, jq, ping, ethtool, ip (missing Debian packages are
+# installed with apt-get --no-install-recommends); the lab itself needs none.
 #
 # What is measured: iperf3, one TCP stream, host-lan1 (behind spoke1) ->
 # host-lan2 (behind spoke2), phase 1, so every packet crosses two tunnel hops
@@ -94,7 +94,6 @@ need jq jq
 need ping iputils-ping
 need ethtool ethtool
 need ss iproute2
-command -v nft >/dev/null 2>&1 || command -v iptables >/dev/null 2>&1 || need nft nftables
 
 tmp=$(mktemp -d /tmp/dmvpn-bench.XXXXXX)
 lab_up=0

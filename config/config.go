@@ -8,7 +8,7 @@
 // would be valid, and all errors are reported at once, sorted by line:
 //
 //	spoke1.yaml:7:14: tunnel.transport: "tcp" is not valid (valid: gre, udp)
-//	spoke1.yaml:3:1: unknown field "tunel" (valid here: name, log-level, api-socket, tunnel, nhrp, routes; did you mean "tunnel"?)
+//	spoke1.yaml:3:1: unknown field "tunel" (valid here: name, log-level, api-socket, tunnel, nhrp, routes, metrics; did you mean "tunnel"?)
 //
 // Defaults are applied after parsing, so a *Config returned by Load or Parse
 // is complete. docs/CONFIG.md is the reference for every field.
@@ -81,6 +81,19 @@ type Config struct {
 	NHRP NHRP
 	// Routes are static routes into the overlay (YAML routes, optional).
 	Routes []Route
+	// Metrics configures the Prometheus endpoint (YAML metrics,
+	// optional).
+	Metrics Metrics
+}
+
+// Metrics configures Prometheus metrics. `dmvpn show metrics` reads them
+// over the API socket whatever this says.
+type Metrics struct {
+	// Listen is where `dmvpn run` serves GET /metrics over HTTP for
+	// scraping. YAML listen, optional: an IP address and TCP port such as
+	// 127.0.0.1:9273 or [::]:9273 (port 1..65535; 0.0.0.0 or :: for every
+	// address); the zero value (the default) serves no TCP endpoint.
+	Listen netip.AddrPort
 }
 
 // IsHub reports whether the node is a hub (an NHRP server): a node that

@@ -601,7 +601,42 @@ func (p *parser) config(n *yaml.Node, c *Config) {
 				c.Routes = append(c.Routes, r)
 			})
 		}},
+		{"metrics", func(n *yaml.Node, path string) { p.metrics(n, path, &c.Metrics) }},
 	}, requiredTop...)
+}
+
+const validListen = "an IP address and TCP port such as 127.0.0.1:9273, 0.0.0.0:9273 (every address) or [::1]:9273"
+
+func (p *parser) metrics(n *yaml.Node, path string, m *Metrics) {
+	p.mapping(n, path, []field{
+		{"listen", func(n *yaml.Node, path string) {
+			s, ok := p.str(n, path, validListen)
+			if !ok {
+				return
+			}
+			ap, err := netip.ParseAddrPort(s)
+			switch {
+			case err != nil && strings.HasPrefix(s, ":"):
+				p.errorf(n, path, "%s has no address (valid: %s)", quote(s), validListen)
+			case err != nil:
+				if _, aerr := netip.ParseAddr(s); aerr == nil {
+					p.errorf(n, path, "%s has no port (valid: %s)", quote(s), validListen)
+				} else {
+					p.invalid(n, path, validListen)
+				}
+			case ap.Port() == 0:
+				p.errorf(n, path, "%s has port 0 (valid: %s; port 1..65535)", quote(s), validListen)
+			case ap.Addr().Zone() != "":
+				p.errorf(n, path, "%s has a zone (valid: %s)", quote(s), validListen)
+			case ap.Addr().Is4In6():
+				p.errorf(n, path, "%s is an IPv4-mapped IPv6 address (valid: the IPv4 form %s)", quote(s), netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()))
+			case ap.Addr().IsMulticast() || ap.Addr() == netip.AddrFrom4([4]byte{255, 255, 255, 255}):
+				p.errorf(n, path, "%s is not a unicast address (valid: %s)", quote(s), validListen)
+			default:
+				m.Listen = ap
+			}
+		}},
+	})
 }
 
 func (p *parser) tunnel(n *yaml.Node, path string, t *Tunnel) {

@@ -4,9 +4,11 @@
 // TUN devices, raw GRE and GRE-in-UDP sockets, and the kernel forwarding LAN
 // traffic between hosts.
 //
-// The tests need root and the lab's tools (ip, ping, nft); the wire test
-// also needs tcpdump and tshark. Without them the tests skip, unless
-// DMVPN_E2E=1 (set by CI), which turns every skip into a failure:
+// The tests need root; the lab itself needs no tool (no ip, nft or ping:
+// netlink, nftables' netlink API and its own ICMP echoes). The wire tests
+// also need tcpdump and tshark, the attack suite ping(8). Without them the
+// tests skip, unless DMVPN_E2E=1 (set by CI), which turns every skip into a
+// failure:
 //
 //	sudo go test ./e2e -v -count=1
 //	sudo DMVPN_E2E=1 go test ./e2e -count=1

@@ -3,9 +3,10 @@ package e2e
 // The test binary doubles as the small programs the tests run inside the
 // lab's namespaces, as in os/exec's tests: the harness runs
 //
-//	ip netns exec NS <test binary> -test.run=^TestHelperProcess$ -- ARGS...
+//	<test binary> -test.run=^TestHelperProcess$ -- ARGS...
 //
-// with DMVPN_E2E_HELPER=<role> in the environment. Every role is bounded by
+// inside namespace NS (lab.Lab.Command: what `ip netns exec NS` does, without
+// ip) with DMVPN_E2E_HELPER=<role> in the environment. Every role is bounded by
 // a deadline given on its command line and exits (0: success) from
 // TestHelperProcess, so the testing package never prints its summary.
 //
@@ -171,7 +172,7 @@ func helperCmd(ctx context.Context, l *lab.Lab, node, role string, args ...strin
 	if err != nil {
 		return nil, err
 	}
-	// Not /proc/self/exe: `ip netns exec` would resolve it to ip itself.
+	// The path, found again by the lab's re-exec in the namespace.
 	argv := append([]string{self, "-test.run=^TestHelperProcess$", "--"}, args...)
 	cmd := l.Command(ctx, node, argv...)
 	cmd.Env = append(os.Environ(), helperEnv+"="+role)

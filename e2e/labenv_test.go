@@ -58,8 +58,6 @@ func (w tlog) Write(b []byte) (int, error) {
 func newLab(t *testing.T, tag byte, o lab.Options) *env {
 	t.Helper()
 	o.Binary = requireDaemon(t)
-	testenv.RequireTool(t, "ip")
-	testenv.RequireTool(t, "ping")
 	if err := lab.Preflight(); err != nil {
 		testenv.Unavailable(t, err.Error())
 	}
@@ -365,14 +363,11 @@ func (e *env) logHas(node string, limit time.Duration, want ...string) (string, 
 // tunGone waits (bounded) until node's TUN device no longer exists.
 func (e *env) tunGone(node string, limit time.Duration) error {
 	return e.poll(limit, 50*time.Millisecond, func() error {
-		out, err := e.l.Exec(e.ctx, node, "ip", "-br", "link", "show", "dev", lab.IfTunnel)
-		if err != nil {
-			if strings.Contains(string(out), "does not exist") {
-				return nil
-			}
+		ok, err := e.l.HasLink(node, lab.IfTunnel)
+		if err != nil || !ok {
 			return err
 		}
-		return fmt.Errorf("%s still has %s: %s", node, lab.IfTunnel, strings.TrimSpace(string(out)))
+		return fmt.Errorf("%s still has %s", node, lab.IfTunnel)
 	})
 }
 

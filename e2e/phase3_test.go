@@ -11,12 +11,12 @@ import (
 	"fmt"
 	"os"
 	"regexp"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/dmvpn/dmvpn/internal/testenv"
 	"github.com/dmvpn/dmvpn/lab"
+	"github.com/vishvananda/netlink"
 )
 
 // phase3Hold is the holding time of the shortcut expiry test.
@@ -306,14 +306,32 @@ func TestPhase3PurgeOnSpokeShutdownAndBack(t *testing.T) {
 func (e *env) moveSpoke2(addr string) {
 	e.t.Helper()
 	d, _ := lab.DaemonByName(lab.Spoke2)
-	for _, argv := range [][]string{
-		{"ip", "addr", "del", d.WAN.String(), "dev", lab.IfWAN},
-		{"ip", "addr", "add", fmt.Sprintf("%s/%d", addr, d.WAN.Bits()), "dev", lab.IfWAN},
-		{"ip", "route", "replace", "default", "via", d.Gateway.String()},
-	} {
-		if out, err := e.l.Exec(e.ctx, lab.Spoke2, argv...); err != nil {
-			e.t.Fatalf("%v: %s", err, out)
+	// ip addr del/add, ip route replace default, through netlink
+	if err := e.l.Do(lab.Spoke2, func() error {
+		wan, err := netlink.LinkByName(lab.IfWAN)
+		if err != nil {
+			return err
 		}
+		old, err := netlink.ParseAddr(d.WAN.String())
+		if err != nil {
+			return err
+		}
+		if err := netlink.AddrDel(wan, old); err != nil {
+			return fmt.Errorf("deleting %s: %w", d.WAN, err)
+		}
+		moved, err := netlink.ParseAddr(fmt.Sprintf("%s/%d", addr, d.WAN.Bits()))
+		if err != nil {
+			return err
+		}
+		if err := netlink.AddrAdd(wan, moved); err != nil {
+			return fmt.Errorf("adding %s: %w", moved, err)
+		}
+		if err := netlink.RouteReplace(&netlink.Route{LinkIndex: wan.Attrs().Index, Gw: d.Gateway.AsSlice()}); err != nil {
+			return fmt.Errorf("default route via %s: %w", d.Gateway, err)
+		}
+		return nil
+	}); err != nil {
+		e.t.Fatalf("moving spoke2 to %s: %v", addr, err)
 	}
 	c, err := e.l.Config(lab.Spoke2)
 	if err != nil {
@@ -323,8 +341,8 @@ func (e *env) moveSpoke2(addr string) {
 	if err := os.WriteFile(e.l.ConfigPath(lab.Spoke2), c.Marshal("spoke2 moved to "+addr+" by the e2e test"), 0o644); err != nil {
 		e.t.Fatal(err)
 	}
-	out, _ := e.l.Exec(e.ctx, lab.Spoke2, "ip", "-br", "addr", "show", "dev", lab.IfWAN)
-	e.t.Logf("spoke2's wan0 now: %s", strings.TrimSpace(string(out)))
+	addrs, err := e.l.Addrs(lab.Spoke2, lab.IfWAN)
+	e.t.Logf("spoke2's wan0 now: %v %v", addrs, err)
 }
 
 // spoke2 stops, comes back on another NBMA address: spoke1's old shortcut

@@ -20,6 +20,8 @@ import (
 	"time"
 
 	"github.com/dmvpn/dmvpn/internal/testenv"
+	"github.com/dmvpn/dmvpn/lab"
+	"github.com/vishvananda/netlink"
 )
 
 // procBudget bounds everything one process test does.
@@ -30,38 +32,42 @@ const procBudget = time.Minute
 const procNBMA = "192.0.2.1"
 
 // procNetns is a network namespace for one test: lo up and, if local,
-// procNBMA on lo. It is deleted when t ends.
+// procNBMA on lo. It is deleted when t ends. (The lab's netlink helpers,
+// no iproute2.)
 func procNetns(t *testing.T, tag byte, local bool) string {
 	t.Helper()
-	ip := testenv.RequireTool(t, "ip")
+	testenv.RequireRoot(t)
 	ns := prefix(tag) + "-proc"
-	run := func(args ...string) error {
-		// Not ctx: the deletion runs after the test's context is gone.
-		cctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		b, err := exec.CommandContext(cctx, ip, args...).CombinedOutput()
-		if err != nil {
-			return fmt.Errorf("ip %s: %v: %s", strings.Join(args, " "), err, strings.TrimSpace(string(b)))
-		}
-		return nil
-	}
-	_ = run("netns", "del", ns) // left by an earlier, killed run
-	if err := run("netns", "add", ns); err != nil {
+	_ = lab.DeleteNamespace(ns) // left by an earlier, killed run
+	if err := lab.NewNamespace(ns); err != nil {
 		testenv.Unavailable(t, "cannot create a network namespace: "+err.Error())
 	}
 	t.Cleanup(func() {
-		if err := run("netns", "del", ns); err != nil {
+		if err := lab.DeleteNamespace(ns); err != nil {
 			t.Errorf("delete namespace: %v", err)
 		}
 	})
-	steps := [][]string{{"-n", ns, "link", "set", "lo", "up"}}
-	if local {
-		steps = append(steps, []string{"-n", ns, "addr", "add", procNBMA + "/32", "dev", "lo"})
-	}
-	for _, s := range steps {
-		if err := run(s...); err != nil {
-			t.Fatal(err)
+	err := lab.InNamespace(ns, func() error {
+		lo, err := netlink.LinkByName("lo")
+		if err != nil {
+			return err
 		}
+		if err := netlink.LinkSetUp(lo); err != nil {
+			return fmt.Errorf("lo up: %w", err)
+		}
+		if local {
+			a, err := netlink.ParseAddr(procNBMA + "/32")
+			if err != nil {
+				return err
+			}
+			if err := netlink.AddrAdd(lo, a); err != nil {
+				return fmt.Errorf("%s on lo: %w", procNBMA, err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("namespace %s: %v", ns, err)
 	}
 	return ns
 }
@@ -118,8 +124,9 @@ type daemon struct {
 func startDaemon(t *testing.T, ns, cfg string) *daemon {
 	t.Helper()
 	bin := requireDaemon(t)
-	// ip netns exec execs the daemon: the PID is the daemon's.
-	d := &daemon{cmd: exec.Command("ip", "netns", "exec", ns, bin, "run", "-c", cfg), out: new(syncBuffer), done: make(chan struct{})}
+	// The lab's re-exec joins ns and execs the daemon in place: the PID is
+	// the daemon's.
+	d := &daemon{cmd: lab.NamespaceCommand(context.Background(), ns, bin, "run", "-c", cfg), out: new(syncBuffer), done: make(chan struct{})}
 	d.cmd.Stdout, d.cmd.Stderr = d.out, d.out
 	d.cmd.WaitDelay = 5 * time.Second
 	if err := d.cmd.Start(); err != nil {
@@ -238,9 +245,13 @@ func noPanic(t *testing.T, what, out string) {
 
 // deviceExists reports whether link name exists in ns.
 func deviceExists(ctx context.Context, ns, name string) bool {
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	return exec.CommandContext(ctx, "ip", "-n", ns, "link", "show", name).Run() == nil
+	found := false
+	_ = lab.InNamespace(ns, func() error {
+		_, err := netlink.LinkByName(name)
+		found = err == nil
+		return nil
+	})
+	return found && ctx.Err() == nil
 }
 
 // TestProcessStartupFailure: start-up failures exit non-zero, promptly,

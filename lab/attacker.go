@@ -2,9 +2,7 @@ package lab
 
 import (
 	"context"
-	"fmt"
 	"net/netip"
-	"strings"
 )
 
 // Attacker is the optional node of a lab built with Options.Attacker: a
@@ -34,27 +32,13 @@ func allNodes() []string {
 // buildAttacker adds the attacker namespace, its link to the inet router
 // and its default route (Options.Attacker). The caller tears down on error.
 func (l *Lab) buildAttacker(ctx context.Context) error {
-	ns := l.Namespace(Attacker)
-	if _, err := l.run(ctx, "ip", "netns", "add", ns); err != nil {
+	// sysctls best effort: the attacker forwards nothing; rp_filter off lets
+	// it receive answers to forged sources if the test routes them here
+	if err := l.addNode(ctx, Attacker, true); err != nil {
 		return err
-	}
-	if _, err := l.run(ctx, "ip", "-n", ns, "link", "set", "lo", "up"); err != nil {
-		return err
-	}
-	var sh strings.Builder
-	for _, s := range nsSysctls {
-		// best effort: the attacker forwards nothing; rp_filter off lets
-		// it receive answers to forged sources if the test routes them here
-		fmt.Fprintf(&sh, "echo %s 2>/dev/null > /proc/sys/%s || true; ", s[1], s[0])
-	}
-	if _, err := l.run(ctx, "ip", "netns", "exec", ns, "sh", "-c", sh.String()); err != nil {
-		return fmt.Errorf("sysctls in %s: %w", ns, err)
 	}
 	if err := l.addVeth(ctx, attackerLink); err != nil {
 		return err
 	}
-	if _, err := l.run(ctx, "ip", "-n", ns, "route", "add", "default", "via", AttackerGateway.String()); err != nil {
-		return err
-	}
-	return nil
+	return l.addDefaultRoute(Attacker, AttackerGateway)
 }

@@ -3,7 +3,6 @@ package lab
 import (
 	"context"
 	"slices"
-	"strings"
 	"testing"
 	"time"
 )
@@ -31,9 +30,8 @@ func TestAttackerNode(t *testing.T) {
 	if err != nil || !slices.Contains(st.Namespaces, ns) {
 		t.Errorf("state.json namespaces = %v (%v), lack %s", st.Namespaces, err, ns)
 	}
-	out, err := l.Exec(ctx, Attacker, "ip", "-br", "addr", "show", "dev", IfWAN)
-	if err != nil || !strings.Contains(string(out), AttackerWAN.String()) {
-		t.Errorf("attacker's %s: %q %v", IfWAN, out, err)
+	if got, err := l.Addrs(Attacker, IfWAN); err != nil || !slices.Contains(got, AttackerWAN) {
+		t.Errorf("attacker's %s: %v %v", IfWAN, got, err)
 	}
 	for _, dst := range []string{"192.0.2.1", "198.51.100.1", "198.51.100.65", NAT3Public.String()} {
 		if err := l.Ping(ctx, Attacker, dst, 1); err != nil {

@@ -18,6 +18,12 @@ type NodeConfig struct {
 	Tunnel    TunnelConfig  `yaml:"tunnel"`
 	NHRP      NHRPConfig    `yaml:"nhrp"`
 	Routes    []RouteConfig `yaml:"routes"`
+	Metrics   MetricsConfig `yaml:"metrics,omitempty"`
+}
+
+// MetricsConfig is the metrics: section, written only when Listen is set.
+type MetricsConfig struct {
+	Listen string `yaml:"listen,omitempty"` // ADDR:PORT
 }
 
 // TunnelConfig is the tunnel: section.
@@ -159,6 +165,9 @@ func (c NodeConfig) Marshal(comment string) []byte {
 		for _, r := range c.Routes {
 			fmt.Fprintf(&b, "  - prefix: %s\n    via: %s\n", yamlString(r.Prefix), yamlString(r.Via))
 		}
+	}
+	if c.Metrics.Listen != "" {
+		fmt.Fprintf(&b, "metrics:\n  listen: %s\n", yamlString(c.Metrics.Listen))
 	}
 	return []byte(b.String())
 }

@@ -1,39 +1,108 @@
 package lab
 
 import (
+	"bytes"
 	"context"
+	"errors"
 	"fmt"
+	"net/netip"
 	"os"
 	"os/exec"
-	"regexp"
-	"strconv"
 	"strings"
 	"time"
+
+	"github.com/vishvananda/netlink"
 )
 
-// Exec runs argv inside node's namespace (`ip netns exec`) and returns its
-// combined output. Without a deadline on ctx it is bounded by 15s.
+// Exec runs argv inside node's namespace (see NamespaceCommand) and returns
+// its combined output. Without a deadline on ctx it is bounded by 15s.
 func (l *Lab) Exec(ctx context.Context, node string, argv ...string) ([]byte, error) {
 	if len(argv) == 0 {
 		return nil, fmt.Errorf("lab: Exec in %s: empty command", node)
 	}
-	return runCmd(ctx, nil, "ip", append([]string{"netns", "exec", l.Namespace(node)}, argv...)...)
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, cmdTimeout)
+		defer cancel()
+	}
+	cmd := l.Command(ctx, node, argv...)
+	var out bytes.Buffer
+	cmd.Stdout = &out
+	cmd.Stderr = &out
+	if err := cmd.Run(); err != nil {
+		if ctx.Err() != nil {
+			err = fmt.Errorf("%w (%v)", err, ctx.Err())
+		}
+		msg := strings.TrimSpace(out.String())
+		if len(msg) > 2000 {
+			msg = msg[:2000] + "..."
+		}
+		if msg != "" {
+			return out.Bytes(), fmt.Errorf("%s (in %s): %w: %s", strings.Join(argv, " "), l.Namespace(node), err, msg)
+		}
+		return out.Bytes(), fmt.Errorf("%s (in %s): %w", strings.Join(argv, " "), l.Namespace(node), err)
+	}
+	return out.Bytes(), nil
 }
 
 // Command returns an unstarted command that runs argv inside node's
-// namespace, for callers that need pipes or a background process (e.g. a
-// listener a test talks to). ctx bounds it; it gets WaitDelay 1s.
+// namespace (NamespaceCommand), for callers that need pipes or a background
+// process (e.g. a listener a test talks to, tcpdump). ctx bounds it; it gets
+// WaitDelay 1s. Its PID is the program's.
 func (l *Lab) Command(ctx context.Context, node string, argv ...string) *exec.Cmd {
-	cmd := exec.CommandContext(ctx, "ip", append([]string{"netns", "exec", l.Namespace(node)}, argv...)...)
-	cmd.WaitDelay = time.Second
-	return cmd
+	return NamespaceCommand(ctx, l.Namespace(node), argv...)
+}
+
+// Do runs f on an OS thread inside node's namespace (InNamespace), e.g.
+// netlink calls a test makes there.
+func (l *Lab) Do(node string, f func() error) error {
+	return InNamespace(l.Namespace(node), f)
+}
+
+// HasLink reports whether node's namespace has the network device ifname.
+func (l *Lab) HasLink(node, ifname string) (bool, error) {
+	found := false
+	err := l.Do(node, func() error {
+		_, err := netlink.LinkByName(ifname)
+		var nf netlink.LinkNotFoundError
+		if errors.As(err, &nf) {
+			return nil
+		}
+		found = err == nil
+		return err
+	})
+	return found, err
+}
+
+// Addrs returns the IPv4 addresses of the device ifname in node's
+// namespace.
+func (l *Lab) Addrs(node, ifname string) ([]netip.Prefix, error) {
+	var v []netip.Prefix
+	err := l.Do(node, func() error {
+		link, err := netlink.LinkByName(ifname)
+		if err != nil {
+			return fmt.Errorf("%s in %s: %w", ifname, l.Namespace(node), err)
+		}
+		addrs, err := netlink.AddrList(link, netlink.FAMILY_V4)
+		if err != nil {
+			return err
+		}
+		for _, a := range addrs {
+			if ip, ok := netip.AddrFromSlice(a.IP); ok {
+				ones, _ := a.Mask.Size()
+				v = append(v, netip.PrefixFrom(ip.Unmap(), ones))
+			}
+		}
+		return nil
+	})
+	return v, err
 }
 
 // PingResult is what one ping run saw.
 type PingResult struct {
 	Sent, Received int
 	AvgRTT         time.Duration // 0 without replies
-	Output         string
+	Output         string        // a ping(8)-like transcript
 }
 
 func (r PingResult) String() string {
@@ -50,12 +119,9 @@ func (l *Lab) Ping(ctx context.Context, fromNode, dst string, count int) error {
 	return err
 }
 
-var (
-	pingCountRE = regexp.MustCompile(`(\d+) packets transmitted, (\d+) (?:packets )?received`)
-	pingRTTRE   = regexp.MustCompile(`= [\d.]+/([\d.]+)/[\d.]+`)
-)
-
-// PingStats is Ping with the counts and the average round-trip time.
+// PingStats is Ping with the counts and the average round-trip time. The
+// echoes are the lab's own (ping.go: a raw ICMP socket opened in fromNode's
+// namespace), not ping(8)'s.
 func (l *Lab) PingStats(ctx context.Context, fromNode, dst string, count int) (PingResult, error) {
 	if count < 1 {
 		count = 1
@@ -65,19 +131,12 @@ func (l *Lab) PingStats(ctx context.Context, fromNode, dst string, count int) (P
 		ctx, cancel = context.WithTimeout(ctx, time.Duration(count)*300*time.Millisecond+3*time.Second)
 		defer cancel()
 	}
-	out, err := l.Exec(ctx, fromNode, "ping", "-n", "-q", "-c", strconv.Itoa(count), "-i", "0.2", "-W", "1", dst)
-	r := PingResult{Sent: count, Output: string(out)}
-	if m := pingCountRE.FindStringSubmatch(r.Output); m != nil {
-		r.Sent, _ = strconv.Atoi(m[1])
-		r.Received, _ = strconv.Atoi(m[2])
-	}
-	if m := pingRTTRE.FindStringSubmatch(r.Output); m != nil {
-		if ms, perr := strconv.ParseFloat(m[1], 64); perr == nil {
-			r.AvgRTT = time.Duration(ms * float64(time.Millisecond))
-		}
-	}
+	r, err := PingNamespace(ctx, l.Namespace(fromNode), dst, PingOptions{Count: count, Interval: 200 * time.Millisecond, Timeout: time.Second})
 	if err != nil || r.Received == 0 {
-		return r, fmt.Errorf("ping %s from %s: %s", dst, fromNode, r)
+		if err == nil {
+			err = errors.New("no reply")
+		}
+		return r, fmt.Errorf("ping %s from %s: %s: %w", dst, fromNode, r, err)
 	}
 	return r, nil
 }

@@ -12,6 +12,7 @@ package lab
 //	raw-send PROTO DST COUNT  send COUNT raw packets (GRE with key 42)
 //	stubborn SECS             ignore SIGTERM, sleep
 //	sleep SECS                sleep
+//	whoami                    print pid=, netns= (inode), sys= (/sys/class/net)
 
 import (
 	"bytes"
@@ -20,16 +21,17 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"os/exec"
 	"os/signal"
 	"sort"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 	"unsafe"
 
+	"github.com/vishvananda/netlink"
 	"go.yaml.in/yaml/v3"
 )
 
@@ -76,6 +78,20 @@ func helperMain(args []string) int {
 	case "sleep":
 		fmt.Println("ready")
 		time.Sleep(secs(1))
+		return 0
+	case "whoami":
+		var st syscall.Stat_t
+		if err := syscall.Stat("/proc/self/ns/net", &st); err != nil {
+			fmt.Println("error", err)
+			return 1
+		}
+		var devs []string
+		if ents, err := os.ReadDir("/sys/class/net"); err == nil {
+			for _, e := range ents {
+				devs = append(devs, e.Name())
+			}
+		}
+		fmt.Printf("pid=%d netns=%d sys=%s\n", os.Getpid(), st.Ino, strings.Join(devs, ","))
 		return 0
 	}
 	fmt.Fprintf(os.Stderr, "helper: unknown mode %q\n", args[0])
@@ -143,32 +159,43 @@ func fakeDaemon(cfgPath string) int {
 		logf("tun: %v", err)
 		return 1
 	}
-	ipc := func(args ...string) error {
-		out, err := exec.Command("ip", args...).CombinedOutput()
-		if err != nil {
-			return fmt.Errorf("ip %s: %v: %s", strings.Join(args, " "), err, out)
-		}
-		return nil
-	}
 	type route struct {
 		p   netip.Prefix
 		via netip.Addr
 	}
 	var routes []route
-	if err := ipc("addr", "add", c.Tunnel.Address, "dev", c.Tunnel.Device); err != nil {
-		logf("%v", err)
-		return 1
+	// Address, MTU, up and routes through netlink, as the real daemon does
+	// (the process runs inside its namespace).
+	link, err := netlink.LinkByName(c.Tunnel.Device)
+	if err == nil {
+		var a *netlink.Addr
+		if a, err = netlink.ParseAddr(c.Tunnel.Address); err == nil {
+			err = netlink.AddrAdd(link, a)
+		}
 	}
-	if err := ipc("link", "set", c.Tunnel.Device, "mtu", strconv.Itoa(c.Tunnel.MTU), "up"); err != nil {
-		logf("%v", err)
+	if err == nil {
+		err = netlink.LinkSetMTU(link, c.Tunnel.MTU)
+	}
+	if err == nil {
+		err = netlink.LinkSetUp(link)
+	}
+	if err != nil {
+		logf("%s: %v", c.Tunnel.Device, err)
 		return 1
 	}
 	for _, r := range c.Routes {
-		if err := ipc("route", "add", r.Prefix, "via", r.Via, "dev", c.Tunnel.Device); err != nil {
+		p, err := netip.ParsePrefix(r.Prefix)
+		if err != nil {
 			logf("%v", err)
 			return 1
 		}
-		routes = append(routes, route{netip.MustParsePrefix(r.Prefix), netip.MustParseAddr(r.Via)})
+		via := netip.MustParseAddr(r.Via)
+		dst := &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), 32)}
+		if err := netlink.RouteAdd(&netlink.Route{LinkIndex: link.Attrs().Index, Dst: dst, Gw: via.AsSlice()}); err != nil {
+			logf("route %s via %s: %v", r.Prefix, r.Via, err)
+			return 1
+		}
+		routes = append(routes, route{p, via})
 	}
 	sort.Slice(routes, func(i, j int) bool { return routes[i].p.Bits() > routes[j].p.Bits() })
 	conn, err := net.ListenUDP("udp4", &net.UDPAddr{Port: 4754})
@@ -186,8 +213,10 @@ func fakeDaemon(cfgPath string) int {
 
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
+	var stopping atomic.Bool
 	go func() {
 		s := <-sigs
+		stopping.Store(true)
 		logf("%s: %v, cleaning up", c.Name, s)
 		ln.Close() // removes the socket file
 		tun.Close()
@@ -233,6 +262,9 @@ func fakeDaemon(cfgPath string) int {
 	buf := make([]byte, 65536)
 	for {
 		n, err := tun.Read(buf[1:])
+		if err != nil && stopping.Load() {
+			select {} // the signal handler exits 0
+		}
 		if err != nil {
 			logf("tun read: %v", err)
 			return 1
@@ -266,8 +298,11 @@ func fakeDaemon(cfgPath string) int {
 	}
 }
 
+// openTUN attaches to the TUN device name with a blocking descriptor that
+// never meets the poller: registered before TUNSETIFF, a TUN descriptor
+// reports EPOLLERR, and Go would then fail every read with "not pollable".
 func openTUN(name string) (*os.File, error) {
-	f, err := os.OpenFile("/dev/net/tun", os.O_RDWR, 0)
+	fd, err := syscall.Open("/dev/net/tun", syscall.O_RDWR|syscall.O_CLOEXEC, 0)
 	if err != nil {
 		return nil, err
 	}
@@ -275,11 +310,11 @@ func openTUN(name string) (*os.File, error) {
 	copy(ifr[:15], name)
 	binary.NativeEndian.PutUint16(ifr[16:], 0x0001|0x1000) // IFF_TUN | IFF_NO_PI
 	const tunsetiff = 0x400454ca
-	if _, _, e := syscall.Syscall(syscall.SYS_IOCTL, f.Fd(), tunsetiff, uintptr(unsafe.Pointer(&ifr[0]))); e != 0 {
-		f.Close()
+	if _, _, e := syscall.Syscall(syscall.SYS_IOCTL, uintptr(fd), tunsetiff, uintptr(unsafe.Pointer(&ifr[0]))); e != 0 {
+		syscall.Close(fd)
 		return nil, fmt.Errorf("TUNSETIFF %s: %v", name, e)
 	}
-	return f, nil
+	return os.NewFile(uintptr(fd), "/dev/net/tun"), nil
 }
 
 func udpRecv(port string, wait time.Duration) int {

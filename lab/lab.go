@@ -19,23 +19,27 @@
 //
 // The same API serves `dmvpn lab` (see Run) and end-to-end tests in other
 // packages: Up, WriteConfigs, Start/Stop/StartAll, Exec, Ping, Show, Down.
-// Every external command runs under a deadline, and Down kills only the
-// processes the lab started (by PID, checked against the process start time
-// so a reused PID is never hit) plus whatever still runs inside the lab's
-// namespaces. A state file (Dir/state.json) lets another process, such as
-// `dmvpn lab down`, tear the lab down.
+// The lab runs no external tool: namespaces, links, addresses, routes and
+// sysctls go through netlink and /proc (netns.go, topology.go), nat3's NAT
+// and the optional loss through nftables' netlink API, pings are the lab's
+// own ICMP echoes (ping.go), and programs start inside a namespace through a
+// re-exec of the running binary (NamespaceCommand). Named namespaces follow
+// iproute2's convention (/var/run/netns), so `ip netns exec` works on them.
+// Every command runs under a deadline, and Down kills only the processes the
+// lab started (by PID, checked against the process start time so a reused
+// PID is never hit) plus whatever still runs inside the lab's namespaces. A
+// state file (Dir/state.json) lets another process, such as `dmvpn lab
+// down`, tear the lab down.
 //
-// Everything needs root (see CheckRoot) and the tools checked by Preflight.
+// Everything needs root (see CheckRoot) and what Preflight checks.
 package lab
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -100,7 +104,7 @@ type Options struct {
 	// NATMode is NATUDPOnly (default) or NATPermissive.
 	NATMode string
 	// LossPct, when > 0, makes the inet router drop that percentage of the
-	// packets it forwards, in each direction (nft numgen; needs nft).
+	// packets it forwards, in each direction (nftables numgen).
 	LossPct int
 	// UnderlayMTU of the veth links (default 1500).
 	UnderlayMTU int
@@ -221,7 +225,7 @@ func Up(ctx context.Context, opts Options) (*Lab, error) {
 		_ = teardown(dctx, o)
 		return nil, fmt.Errorf("lab: building %q: %w", o.Prefix, err)
 	}
-	l.logf("lab %q up: %d namespaces in %v (NAT: %s via %s)", o.Prefix, len(l.Namespaces()), time.Since(t0).Round(time.Millisecond), o.NATMode, natTool())
+	l.logf("lab %q up: %d namespaces in %v (NAT: %s, nftables)", o.Prefix, len(l.Namespaces()), time.Since(t0).Round(time.Millisecond), o.NATMode)
 	return l, nil
 }
 
@@ -338,8 +342,8 @@ func teardown(ctx context.Context, o Options) error {
 	if len(present) > 0 {
 		killNamespacePIDs(ctx, present)
 		for _, ns := range present {
-			if out, err := runCmd(ctx, nil, "ip", "netns", "del", ns); err != nil && nsExists(ns) {
-				errs = append(errs, fmt.Errorf("deleting namespace %s: %w (%s)", ns, err, strings.TrimSpace(string(out))))
+			if err := DeleteNamespace(ns); err != nil && nsExists(ns) {
+				errs = append(errs, err)
 			}
 		}
 	}
@@ -354,16 +358,8 @@ func killNamespacePIDs(ctx context.Context, namespaces []string) {
 	list := func() []int {
 		var pids []int
 		for _, ns := range namespaces {
-			out, err := runCmd(ctx, nil, "ip", "netns", "pids", ns)
-			if err != nil {
-				continue
-			}
-			for _, f := range strings.Fields(string(out)) {
-				var pid int
-				if _, err := fmt.Sscan(f, &pid); err == nil && pid > 1 && pid != os.Getpid() {
-					pids = append(pids, pid)
-				}
-			}
+			v, _ := netnsPIDs(ns)
+			pids = append(pids, v...)
 		}
 		return pids
 	}
@@ -495,35 +491,22 @@ func checkUID(uid int) error {
 		return nil
 	}
 	return errors.New(`the DMVPN lab needs root.
-It creates network namespaces and veth links (ip netns), the daemons open TUN
-devices and raw GRE sockets, and nat3 gets nftables NAT rules; all of it stays
-inside the lab's own namespaces.
+It creates network namespaces and veth links, the daemons open TUN devices and
+raw GRE sockets, and nat3 gets nftables NAT rules; all of it stays inside the
+lab's own namespaces.
 Run it as root:   sudo dmvpn lab        (or: sudo "$(command -v dmvpn)" lab)
 Tear it down:     sudo dmvpn lab down
 Without root, "go test ./..." skips the namespace tests (DMVPN_E2E=1 makes
 them fail instead).`)
 }
 
-// Preflight checks that the tools the lab runs are installed, and names the
-// Debian package for each one that is missing.
+// Preflight checks what the lab needs from the kernel besides root: network
+// namespaces and TUN devices. It needs no external tool (no ip, nft or
+// ping): the lab does all of that itself.
 func Preflight() error {
-	var missing []string
-	need := func(tool, pkg string) {
-		if _, err := exec.LookPath(tool); err != nil {
-			missing = append(missing, fmt.Sprintf("%s (apt-get install %s)", tool, pkg))
-		}
-	}
-	need("ip", "iproute2")
-	need("ping", "iputils-ping")
-	need("sh", "dash")
-	_, errNft := exec.LookPath("nft")
-	_, errIpt := exec.LookPath("iptables")
-	if errNft != nil && errIpt != nil {
-		missing = append(missing, "nft or iptables (apt-get install nftables)")
-	}
 	var problems []string
-	if len(missing) > 0 {
-		problems = append(problems, "missing: "+strings.Join(missing, ", "))
+	if _, err := os.Stat("/proc/self/ns/net"); err != nil {
+		problems = append(problems, "/proc/self/ns/net is absent: the kernel needs network namespaces (CONFIG_NET_NS) and /proc mounted")
 	}
 	if _, err := os.Stat("/dev/net/tun"); err != nil {
 		problems = append(problems, "/dev/net/tun is absent: the kernel needs CONFIG_TUN (or: mkdir -p /dev/net && mknod /dev/net/tun c 10 200)")
@@ -532,43 +515,4 @@ func Preflight() error {
 		return fmt.Errorf("lab preflight: %s", strings.Join(problems, "; "))
 	}
 	return nil
-}
-
-// run executes a command (in the root namespace) with a deadline; the
-// returned error carries the output.
-func (l *Lab) run(ctx context.Context, name string, args ...string) ([]byte, error) {
-	return runCmd(ctx, nil, name, args...)
-}
-
-func (l *Lab) runStdin(ctx context.Context, stdin string, name string, args ...string) ([]byte, error) {
-	return runCmd(ctx, strings.NewReader(stdin), name, args...)
-}
-
-func runCmd(ctx context.Context, stdin io.Reader, name string, args ...string) ([]byte, error) {
-	if _, ok := ctx.Deadline(); !ok {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, cmdTimeout)
-		defer cancel()
-	}
-	cmd := exec.CommandContext(ctx, name, args...)
-	cmd.Stdin = stdin
-	var out bytes.Buffer
-	cmd.Stdout = &out
-	cmd.Stderr = &out
-	cmd.WaitDelay = time.Second
-	err := cmd.Run()
-	if err != nil {
-		msg := strings.TrimSpace(out.String())
-		if len(msg) > 2000 {
-			msg = msg[:2000] + "..."
-		}
-		if ctx.Err() != nil {
-			err = fmt.Errorf("%w (%v)", err, ctx.Err())
-		}
-		if msg != "" {
-			return out.Bytes(), fmt.Errorf("%s: %w: %s", strings.Join(append([]string{name}, args...), " "), err, msg)
-		}
-		return out.Bytes(), fmt.Errorf("%s: %w", strings.Join(append([]string{name}, args...), " "), err)
-	}
-	return out.Bytes(), nil
 }

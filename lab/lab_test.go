@@ -7,9 +7,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
+	"net/netip"
 	"os"
 	"os/exec"
-	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -17,6 +18,7 @@ import (
 	"time"
 
 	"github.com/dmvpn/dmvpn/internal/testenv"
+	"github.com/vishvananda/netlink"
 	"go.yaml.in/yaml/v3"
 )
 
@@ -349,9 +351,6 @@ func testPrefix(tag byte) string {
 func requireLab(t *testing.T) {
 	t.Helper()
 	testenv.RequireRoot(t)
-	testenv.RequireTool(t, "ip")
-	testenv.RequireTool(t, "ping")
-	testenv.RequireTool(t, "nft")
 	if err := Preflight(); err != nil {
 		testenv.Unavailable(t, err.Error())
 	}
@@ -391,14 +390,14 @@ func upLab(t *testing.T, o Options) *Lab {
 
 func labNamespacesPresent(t *testing.T, prefix string) []string {
 	t.Helper()
-	out, err := exec.Command("ip", "netns", "list").CombinedOutput()
+	all, err := ListNamespaces()
 	if err != nil {
-		t.Fatalf("ip netns list: %v %s", err, out)
+		t.Fatal(err)
 	}
 	var v []string
-	for _, line := range strings.Split(string(out), "\n") {
-		if f := strings.Fields(line); len(f) > 0 && strings.HasPrefix(f[0], prefix+"-") {
-			v = append(v, f[0])
+	for _, ns := range all {
+		if strings.HasPrefix(ns, prefix+"-") {
+			v = append(v, ns)
 		}
 	}
 	return v
@@ -428,8 +427,26 @@ func TestTopology(t *testing.T) {
 			t.Errorf("%s sysctls ip_forward/rp_filter = %q, %v", n, out, err)
 		}
 	}
-	if out, err := l.Exec(ctx, Hub, "ip", "-br", "link", "show", "lo"); err != nil || !strings.Contains(string(out), "UP") && !strings.Contains(string(out), "UNKNOWN") {
-		t.Errorf("lo in hub: %q %v", out, err)
+	if err := l.Do(Hub, func() error {
+		lo, err := netlink.LinkByName("lo")
+		if err != nil {
+			return err
+		}
+		if lo.Attrs().Flags&net.FlagUp == 0 {
+			return fmt.Errorf("lo is down: %v", lo.Attrs().Flags)
+		}
+		return nil
+	}); err != nil {
+		t.Errorf("lo in hub: %v", err)
+	}
+	if got, err := l.Addrs(Spoke3, IfWAN); err != nil || len(got) != 1 || got[0].String() != "192.168.3.2/24" {
+		t.Errorf("spoke3 %s addresses = %v, %v", IfWAN, got, err)
+	}
+	if ok, err := l.HasLink(NAT3, IfLAN); !ok || err != nil {
+		t.Errorf("nat3 has %s: %v %v", IfLAN, ok, err)
+	}
+	if ok, err := l.HasLink(Hub, "nope0"); ok || err != nil {
+		t.Errorf("hub has nope0: %v %v", ok, err)
 	}
 
 	ping := []struct {
@@ -511,16 +528,14 @@ func TestTopology(t *testing.T) {
 	if strings.Contains(got, "198.51.100.129") || strings.Contains(got, "192.168.3.2") {
 		t.Errorf("GRE from spoke3 crossed the NAT:\n%s", got)
 	}
-	out, err := l.Exec(ctx, NAT3, "nft", "list", "chain", "ip", NATTable, NATChain)
-	m := regexp.MustCompile(`l4proto \{ [^}]+ \} counter packets (\d+)`).FindStringSubmatch(string(out))
-	if err != nil || m == nil {
-		t.Errorf("nat3 drop counter: %v\n%s", err, out)
-	} else if n, _ := strconv.Atoi(m[1]); n < 3 {
+	if n, err := l.NATDropped(); err != nil {
+		t.Errorf("nat3 drop counter: %v", err)
+	} else if n < 3 {
 		t.Errorf("nat3 dropped %d GRE packets, want >= 3", n)
 	}
 
 	// A process the lab did not start, inside a lab namespace: Down must
-	// find it through `ip netns pids`.
+	// find it by its network namespace (what `ip netns pids` does).
 	stray := helper(HostLAN2, "sleep", "60")
 	strayOut, _ := stray.StdoutPipe()
 	if err := stray.Start(); err != nil {
@@ -588,9 +603,17 @@ func TestDaemonsStartStop(t *testing.T) {
 	if err != nil || len(st.Procs) != 4 || st.Procs[Spoke3].PID != pids[Spoke3] || st.Prefix != l.Prefix() {
 		t.Fatalf("state = %+v, %v", st, err)
 	}
-	// The daemon runs inside its namespace and owns the TUN there.
-	if out, err := l.Exec(ctx, Spoke2, "ip", "-br", "addr", "show", "dev", IfTunnel); err != nil || !strings.Contains(string(out), "10.0.0.12/24") {
-		t.Errorf("spoke2 %s: %q %v", IfTunnel, out, err)
+	// The daemon runs inside its namespace and owns the TUN there (once
+	// it got that far: a busy machine may take longer than Start's grace).
+	var got []netip.Prefix
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		got, err = l.Addrs(Spoke2, IfTunnel)
+		if err == nil && len(got) > 0 || time.Now().After(deadline) {
+			break
+		}
+	}
+	if err != nil || len(got) != 1 || got[0].String() != "10.0.0.12/24" {
+		t.Errorf("spoke2 %s: %v %v", IfTunnel, got, err)
 	}
 	if err := waitPing(ctx, l, HostLAN1, "10.1.3.10", 15*time.Second); err != nil {
 		t.Fatalf("host-lan1 -> host-lan3 over the fake overlay: %v\n%s\n%s", err, l.Tail(Hub, 10), l.Tail(Spoke3, 10))
@@ -609,8 +632,8 @@ func TestDaemonsStartStop(t *testing.T) {
 	if !strings.Contains(l.Tail(Spoke2, 3), "cleaning up") {
 		t.Errorf("spoke2 log tail:\n%s", l.Tail(Spoke2, 3))
 	}
-	if _, err := l.Exec(ctx, Spoke2, "ip", "link", "show", IfTunnel); err == nil {
-		t.Error("spoke2's TUN outlived the daemon")
+	if ok, err := l.HasLink(Spoke2, IfTunnel); ok || err != nil {
+		t.Errorf("spoke2's TUN outlived the daemon (%v)", err)
 	}
 	if st, _ := loadState(l.Dir()); len(st.Procs) != 3 {
 		t.Errorf("state after Stop has %d procs, want 3", len(st.Procs))
@@ -660,9 +683,10 @@ func waitPing(ctx context.Context, l *Lab, from, dst string, d time.Duration) er
 
 // TestRunKeepThenTeardown is `dmvpn lab --keep` followed by `dmvpn lab
 // down` from another process (Teardown from the state file), with the fake
-// daemon.
+// daemon, and with nothing on PATH: the lab runs no ip, nft or ping.
 func TestRunKeepThenTeardown(t *testing.T) {
 	requireLab(t)
+	t.Setenv("PATH", t.TempDir())
 	o := fakeOpts(t, 'r')
 	// Phase 1: the fake daemon forwards but does not resolve shortcuts;
 	// phases 2 and 3 run against the real daemon in ../e2e.

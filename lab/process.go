@@ -1,6 +1,7 @@
 package lab
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -25,7 +26,8 @@ const (
 type proc struct {
 	node  string
 	pid   int
-	start uint64 // /proc/<pid>/stat starttime: tells a reused PID apart
+	start uint64   // /proc/<pid>/stat starttime: tells a reused PID apart
+	argv  []string // what runs in the namespace (not the re-exec's arguments)
 	cmd   *exec.Cmd
 	done  chan struct{} // closed once reaped
 	werr  error         // exit status, valid after done
@@ -79,9 +81,7 @@ func (l *Lab) saveStateLocked() error {
 	for node, p := range l.procs {
 		if p.start != 0 && p.alive() {
 			ps := procState{PID: p.pid, Start: p.start}
-			if p.cmd != nil {
-				ps.Argv = p.cmd.Args
-			}
+			ps.Argv = p.argv
 			st.Procs[node] = ps
 		}
 	}
@@ -112,7 +112,8 @@ func loadState(dir string) (state, error) {
 }
 
 // Start starts the daemon of node (hub, spoke1, spoke2 or spoke3) in its
-// namespace: `ip netns exec <ns> <Binary> run -c <Dir>/<node>.yaml`, with
+// namespace: `<Binary> run -c <Dir>/<node>.yaml` through NamespaceCommand
+// (the equivalent of `ip netns exec <ns> ...`, without ip), with
 // stdout and stderr appended to <Dir>/<node>.log. It writes the node's
 // config if it is not there yet. The daemon gets its own session, so it
 // outlives the caller (for `dmvpn lab --keep`) and a terminal's Ctrl-C does
@@ -162,9 +163,10 @@ func (l *Lab) spawn(node string) error {
 		return fmt.Errorf("lab: %w", err)
 	}
 	defer logf.Close() // the child has its own copy
-	argv := []string{"netns", "exec", l.Namespace(node), l.opts.Binary, "run", "-c", l.ConfigPath(node)}
-	fmt.Fprintf(logf, "=== %s lab: ip %s\n", time.Now().Format(time.RFC3339), strings.Join(argv, " "))
-	cmd := exec.Command("ip", argv...)
+	argv := []string{l.opts.Binary, "run", "-c", l.ConfigPath(node)}
+	fmt.Fprintf(logf, "=== %s lab: in namespace %s: %s\n", time.Now().Format(time.RFC3339), l.Namespace(node), strings.Join(argv, " "))
+	cmd := NamespaceCommand(context.Background(), l.Namespace(node), argv...)
+	cmd.WaitDelay = 0
 	cmd.Stdout = logf
 	cmd.Stderr = logf
 	cmd.Env = append(os.Environ(), l.opts.Env...)
@@ -172,7 +174,8 @@ func (l *Lab) spawn(node string) error {
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("lab: starting %s: %w", node, err)
 	}
-	// `ip netns exec` execs the command in place, so this PID is the daemon.
+	// The re-exec joins the namespace and execs the daemon in place, so
+	// this PID is the daemon's.
 	p := &proc{node: node, pid: cmd.Process.Pid, cmd: cmd, done: make(chan struct{})}
 	p.start, _ = procStartTime(p.pid)
 	go func() {
@@ -180,7 +183,8 @@ func (l *Lab) spawn(node string) error {
 		close(p.done)
 	}()
 	l.procs[node] = p
-	l.logf("started %s (pid %d): %s", node, p.pid, strings.Join(cmd.Args, " "))
+	p.argv = argv
+	l.logf("started %s (pid %d) in %s: %s", node, p.pid, l.Namespace(node), strings.Join(argv, " "))
 	return l.saveStateLocked()
 }
 

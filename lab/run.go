@@ -229,7 +229,7 @@ func explain(out io.Writer, l *Lab) {
 	if l.Dir() != defaultDir(p) {
 		down += " --dir " + l.Dir()
 	}
-	fmt.Fprintf(out, "\nThe lab is still up (--keep). Explore it:\n")
+	fmt.Fprintf(out, "\nThe lab is still up (--keep). Explore it (ip and ping: iproute2, iputils-ping):\n")
 	rows := [][2]string{
 		{"ip netns exec " + l.Namespace(HostLAN1) + " ping 10.1.2.10", "host-lan1 -> host-lan2"},
 		{"ip netns exec " + l.Namespace(HostLAN3) + " ping 10.1.1.10", "host-lan3 (behind NAT) -> host-lan1"},

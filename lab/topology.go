@@ -5,8 +5,14 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
-	"os/exec"
 	"strings"
+	"time"
+
+	"github.com/google/nftables"
+	"github.com/google/nftables/binaryutil"
+	"github.com/google/nftables/expr"
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 )
 
 // Node names. Each node is one network namespace, named "<prefix>-<node>".
@@ -159,25 +165,8 @@ var nsSysctls = [][2]string{
 // build creates the namespaces and links. The caller tears down on error.
 func (l *Lab) build(ctx context.Context) error {
 	for _, n := range Nodes {
-		ns := l.Namespace(n)
-		if _, err := l.run(ctx, "ip", "netns", "add", ns); err != nil {
+		if err := l.addNode(ctx, n, false); err != nil {
 			return err
-		}
-		if _, err := l.run(ctx, "ip", "-n", ns, "link", "set", "lo", "up"); err != nil {
-			return err
-		}
-		var sh strings.Builder
-		sh.WriteString("set -e; ")
-		for _, s := range nsSysctls {
-			if strings.Contains(s[0], "ipv6") {
-				// absent on kernels without IPv6: best effort
-				fmt.Fprintf(&sh, "echo %s 2>/dev/null > /proc/sys/%s || true; ", s[1], s[0])
-			} else {
-				fmt.Fprintf(&sh, "echo %s > /proc/sys/%s; ", s[1], s[0])
-			}
-		}
-		if _, err := l.run(ctx, "ip", "netns", "exec", ns, "sh", "-c", sh.String()); err != nil {
-			return fmt.Errorf("sysctls in %s: %w", ns, err)
 		}
 	}
 	for _, v := range underlayLinks {
@@ -191,7 +180,7 @@ func (l *Lab) build(ctx context.Context) error {
 		}
 	}
 	for _, r := range defaultRoutes {
-		if _, err := l.run(ctx, "ip", "-n", l.Namespace(r[0]), "route", "add", "default", "via", r[1]); err != nil {
+		if err := l.addDefaultRoute(r[0], ip(r[1])); err != nil {
 			return err
 		}
 	}
@@ -204,100 +193,298 @@ func (l *Lab) build(ctx context.Context) error {
 		}
 	}
 	if l.opts.LossPct > 0 {
-		rules := fmt.Sprintf(`table ip lablossy {
-  chain forward {
-    type filter hook forward priority -10; policy accept;
-    numgen random mod 100 < %d counter drop
-  }
-}
-`, l.opts.LossPct)
-		if _, err := l.runStdin(ctx, rules, "ip", "netns", "exec", l.Namespace(Inet), "nft", "-f", "-"); err != nil {
-			return fmt.Errorf("loss on the inet router (needs nft): %w", err)
+		if err := l.setupLoss(); err != nil {
+			return fmt.Errorf("loss on the inet router: %w", err)
 		}
 	}
-	return nil
+	return l.waitLinksUp(ctx, linksUpWait)
 }
 
+// linksUpWait bounds waitLinksUp. The kernel's link watcher handles
+// carrier changes at most once a second, so about a second is normal.
+const linksUpWait = 10 * time.Second
+
+// waitLinksUp waits until every veth of the lab is operationally up. Until
+// the kernel's link watcher has seen a new veth's carrier (up to a second
+// after it came up) the device drops what it is given to send, so a ping
+// right after the build would be lost.
+func (l *Lab) waitLinksUp(ctx context.Context, limit time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, limit)
+	defer cancel()
+	for {
+		var down []string
+		for _, ns := range l.Namespaces() {
+			err := InNamespace(ns, func() error {
+				links, err := netlink.LinkList()
+				if err != nil {
+					return err
+				}
+				for _, link := range links {
+					if a := link.Attrs(); link.Type() == "veth" && a.OperState != netlink.OperUp {
+						down = append(down, fmt.Sprintf("%s/%s (%s)", ns, a.Name, a.OperState))
+					}
+				}
+				return nil
+			})
+			if err != nil {
+				return fmt.Errorf("links in %s: %w", ns, err)
+			}
+		}
+		if len(down) == 0 {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("links not up after %v: %s", limit, strings.Join(down, ", "))
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// addNode creates node's namespace, brings lo up and sets nsSysctls (all of
+// them best effort when lenient).
+func (l *Lab) addNode(ctx context.Context, node string, lenient bool) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	ns := l.Namespace(node)
+	if err := NewNamespace(ns); err != nil {
+		return err
+	}
+	return InNamespace(ns, func() error {
+		lo, err := netlink.LinkByName("lo")
+		if err == nil {
+			err = netlink.LinkSetUp(lo)
+		}
+		if err != nil {
+			return fmt.Errorf("lo up in %s: %w", ns, err)
+		}
+		for _, s := range nsSysctls {
+			err := os.WriteFile("/proc/sys/"+s[0], []byte(s[1]+"\n"), 0)
+			// IPv6 is absent on kernels without it: best effort.
+			if err != nil && !lenient && !strings.Contains(s[0], "ipv6") {
+				return fmt.Errorf("sysctl %s=%s in %s: %w", strings.ReplaceAll(s[0], "/", "."), s[1], ns, err)
+			}
+		}
+		return nil
+	})
+}
+
+// addVeth creates the veth pair in a's namespace with its peer in b's, then
+// addresses both ends and brings them up.
 func (l *Lab) addVeth(ctx context.Context, v veth) error {
-	na, nb := l.Namespace(v.a), l.Namespace(v.b)
-	mtu := fmt.Sprint(l.opts.UnderlayMTU)
-	cmds := [][]string{
-		{"ip", "-n", na, "link", "add", v.ifA, "mtu", mtu, "type", "veth", "peer", "name", v.ifB, "mtu", mtu, "netns", nb},
-		{"ip", "-n", na, "addr", "add", v.addrA, "dev", v.ifA},
-		{"ip", "-n", nb, "addr", "add", v.addrB, "dev", v.ifB},
-		{"ip", "-n", na, "link", "set", v.ifA, "up"},
-		{"ip", "-n", nb, "link", "set", v.ifB, "up"},
+	if err := ctx.Err(); err != nil {
+		return err
 	}
-	for _, c := range cmds {
-		if _, err := l.run(ctx, c[0], c[1:]...); err != nil {
-			return err
+	na, nb := l.Namespace(v.a), l.Namespace(v.b)
+	fdB, err := unix.Open(netnsDir+"/"+nb, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("namespace %s: %w", nb, err)
+	}
+	defer unix.Close(fdB)
+	mtu := l.opts.UnderlayMTU
+	err = InNamespace(na, func() error {
+		link := &netlink.Veth{
+			LinkAttrs:     netlink.LinkAttrs{Name: v.ifA, MTU: mtu},
+			PeerName:      v.ifB,
+			PeerMTU:       uint32(mtu),
+			PeerNamespace: netlink.NsFd(fdB),
 		}
+		if err := netlink.LinkAdd(link); err != nil {
+			return fmt.Errorf("veth %s/%s -- %s/%s: %w", na, v.ifA, nb, v.ifB, err)
+		}
+		return addrUp(na, v.ifA, v.addrA)
+	})
+	if err != nil {
+		return err
+	}
+	return InNamespace(nb, func() error { return addrUp(nb, v.ifB, v.addrB) })
+}
+
+// addrUp adds addr to the link ifname and brings it up (in the calling
+// thread's namespace ns).
+func addrUp(ns, ifname, addr string) error {
+	link, err := netlink.LinkByName(ifname)
+	if err != nil {
+		return fmt.Errorf("%s in %s: %w", ifname, ns, err)
+	}
+	a, err := netlink.ParseAddr(addr)
+	if err != nil {
+		return err
+	}
+	if err := netlink.AddrAdd(link, a); err != nil {
+		return fmt.Errorf("address %s on %s in %s: %w", addr, ifname, ns, err)
+	}
+	if err := netlink.LinkSetUp(link); err != nil {
+		return fmt.Errorf("%s up in %s: %w", ifname, ns, err)
 	}
 	return nil
 }
 
-// NAT table and chain names in the nat3 namespace (nft). The drop rule for
-// GRE/ESP carries a counter, so tests can prove it fired:
-// `nft list chain ip labnat forward`.
+func (l *Lab) addDefaultRoute(node string, gw netip.Addr) error {
+	ns := l.Namespace(node)
+	return InNamespace(ns, func() error {
+		if err := netlink.RouteAdd(&netlink.Route{Gw: gw.AsSlice()}); err != nil {
+			return fmt.Errorf("default route via %s in %s: %w", gw, ns, err)
+		}
+		return nil
+	})
+}
+
+// NAT table and chain names in the nat3 namespace (nftables). The drop rule
+// for GRE/ESP carries a counter, so tests can prove it fired (NATDropped,
+// or `nft list chain ip labnat forward`).
 const (
 	NATTable = "labnat"
 	NATChain = "forward"
 )
 
+// setupNAT programs nat3 through nftables' netlink API:
+//
+//	table ip labnat {
+//	  chain postrouting {
+//	    type nat hook postrouting priority srcnat; policy accept;
+//	    oifname "wan0" masquerade
+//	  }
+//	  chain forward {
+//	    type filter hook forward priority filter; policy accept;
+//	    meta l4proto { 47, 50 } counter drop       # udp-only mode
+//	    iifname "wan0" ct state established,related accept
+//	    iifname "wan0" drop
+//	  }
+//	}
 func (l *Lab) setupNAT(ctx context.Context) error {
-	ns := l.Namespace(NAT3)
-	udpOnly := l.opts.NATMode == NATUDPOnly
-	if natTool() == "nft" {
-		drop := ""
-		if udpOnly {
-			drop = "meta l4proto { 47, 50 } counter drop"
-		}
-		rules := fmt.Sprintf(`table ip %s {
-  chain postrouting {
-    type nat hook postrouting priority srcnat; policy accept;
-    oifname "%s" masquerade
-  }
-  chain %s {
-    type filter hook forward priority filter; policy accept;
-    %s
-    iifname "%s" ct state established,related accept
-    iifname "%s" drop
-  }
-}
-`, NATTable, IfWAN, NATChain, drop, IfWAN, IfWAN)
-		_, err := l.runStdin(ctx, rules, "ip", "netns", "exec", ns, "nft", "-f", "-")
+	if err := ctx.Err(); err != nil {
 		return err
 	}
-	var cmds [][]string
-	if udpOnly {
-		cmds = append(cmds,
-			[]string{"iptables", "-A", "FORWARD", "-p", "47", "-j", "DROP"},
-			[]string{"iptables", "-A", "FORWARD", "-p", "50", "-j", "DROP"})
-	}
-	cmds = append(cmds,
-		[]string{"iptables", "-t", "nat", "-A", "POSTROUTING", "-o", IfWAN, "-j", "MASQUERADE"},
-		[]string{"iptables", "-A", "FORWARD", "-i", IfWAN, "-m", "conntrack", "--ctstate", "ESTABLISHED,RELATED", "-j", "ACCEPT"},
-		[]string{"iptables", "-A", "FORWARD", "-i", IfWAN, "-j", "DROP"})
-	for _, c := range cmds {
-		if _, err := l.run(ctx, "ip", append([]string{"netns", "exec", ns}, c...)...); err != nil {
-			return err
+	return l.nft(NAT3, func(c *nftables.Conn) error {
+		t := c.AddTable(&nftables.Table{Family: nftables.TableFamilyIPv4, Name: NATTable})
+		post := c.AddChain(&nftables.Chain{
+			Name: "postrouting", Table: t, Type: nftables.ChainTypeNAT,
+			Hooknum: nftables.ChainHookPostrouting, Priority: nftables.ChainPriorityNATSource,
+			Policy: policy(nftables.ChainPolicyAccept),
+		})
+		c.AddRule(&nftables.Rule{Table: t, Chain: post, Exprs: []expr.Any{
+			&expr.Meta{Key: expr.MetaKeyOIFNAME, Register: 1},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: ifname(IfWAN)},
+			&expr.Masq{},
+		}})
+		fwd := c.AddChain(&nftables.Chain{
+			Name: NATChain, Table: t, Type: nftables.ChainTypeFilter,
+			Hooknum: nftables.ChainHookForward, Priority: nftables.ChainPriorityFilter,
+			Policy: policy(nftables.ChainPolicyAccept),
+		})
+		if l.opts.NATMode == NATUDPOnly {
+			set := &nftables.Set{Table: t, Anonymous: true, Constant: true, KeyType: nftables.TypeInetProto}
+			if err := c.AddSet(set, []nftables.SetElement{{Key: []byte{unix.IPPROTO_GRE}}, {Key: []byte{unix.IPPROTO_ESP}}}); err != nil {
+				return err
+			}
+			c.AddRule(&nftables.Rule{Table: t, Chain: fwd, Exprs: []expr.Any{
+				&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
+				&expr.Lookup{SourceRegister: 1, SetName: set.Name, SetID: set.ID},
+				&expr.Counter{},
+				&expr.Verdict{Kind: expr.VerdictDrop},
+			}})
 		}
+		c.AddRule(&nftables.Rule{Table: t, Chain: fwd, Exprs: []expr.Any{
+			&expr.Meta{Key: expr.MetaKeyIIFNAME, Register: 1},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: ifname(IfWAN)},
+			&expr.Ct{Key: expr.CtKeySTATE, Register: 1},
+			&expr.Bitwise{
+				SourceRegister: 1, DestRegister: 1, Len: 4,
+				Mask: binaryutil.NativeEndian.PutUint32(expr.CtStateBitESTABLISHED | expr.CtStateBitRELATED),
+				Xor:  []byte{0, 0, 0, 0},
+			},
+			&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: []byte{0, 0, 0, 0}},
+			&expr.Verdict{Kind: expr.VerdictAccept},
+		}})
+		c.AddRule(&nftables.Rule{Table: t, Chain: fwd, Exprs: []expr.Any{
+			&expr.Meta{Key: expr.MetaKeyIIFNAME, Register: 1},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: ifname(IfWAN)},
+			&expr.Verdict{Kind: expr.VerdictDrop},
+		}})
+		return nil
+	})
+}
+
+// setupLoss makes the inet router drop LossPct percent of what it forwards:
+//
+//	table ip lablossy {
+//	  chain forward {
+//	    type filter hook forward priority -10; policy accept;
+//	    numgen random mod 100 < N counter drop
+//	  }
+//	}
+func (l *Lab) setupLoss() error {
+	return l.nft(Inet, func(c *nftables.Conn) error {
+		t := c.AddTable(&nftables.Table{Family: nftables.TableFamilyIPv4, Name: "lablossy"})
+		fwd := c.AddChain(&nftables.Chain{
+			Name: "forward", Table: t, Type: nftables.ChainTypeFilter,
+			Hooknum: nftables.ChainHookForward, Priority: nftables.ChainPriorityRef(-10),
+			Policy: policy(nftables.ChainPolicyAccept),
+		})
+		c.AddRule(&nftables.Rule{Table: t, Chain: fwd, Exprs: []expr.Any{
+			&expr.Numgen{Register: 1, Modulus: 100, Type: unix.NFT_NG_RANDOM},
+			// cmp lt compares bytes: network order, as nft emits it
+			&expr.Byteorder{SourceRegister: 1, DestRegister: 1, Op: expr.ByteorderHton, Len: 4, Size: 4},
+			&expr.Cmp{Op: expr.CmpOpLt, Register: 1, Data: binaryutil.BigEndian.PutUint32(uint32(l.opts.LossPct))},
+			&expr.Counter{},
+			&expr.Verdict{Kind: expr.VerdictDrop},
+		}})
+		return nil
+	})
+}
+
+// nft runs f on an nftables connection into node's namespace, then commits
+// what f queued.
+func (l *Lab) nft(node string, f func(*nftables.Conn) error) error {
+	ns := l.Namespace(node)
+	fd, err := unix.Open(netnsDir+"/"+ns, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("namespace %s: %w", ns, err)
+	}
+	defer unix.Close(fd)
+	c, err := nftables.New(nftables.WithNetNSFd(fd), nftables.AsLasting())
+	if err != nil {
+		return fmt.Errorf("nftables in %s: %w", ns, err)
+	}
+	defer c.CloseLasting()
+	if err := f(c); err != nil {
+		return fmt.Errorf("nftables in %s: %w", ns, err)
+	}
+	if err := c.Flush(); err != nil {
+		return fmt.Errorf("nftables in %s: %w (does the kernel have nftables, NAT and conntrack?)", ns, err)
 	}
 	return nil
 }
 
-// natTool picks nft when installed, else iptables.
-func natTool() string {
-	if _, err := exec.LookPath("nft"); err == nil {
-		return "nft"
-	}
-	return "iptables"
+// NATDropped returns how many packets nat3 has dropped for being GRE or ESP
+// (the counter of its udp-only rule; 0 in permissive mode).
+func (l *Lab) NATDropped() (uint64, error) {
+	var n uint64
+	err := l.nft(NAT3, func(c *nftables.Conn) error {
+		t := &nftables.Table{Family: nftables.TableFamilyIPv4, Name: NATTable}
+		rules, err := c.GetRules(t, &nftables.Chain{Name: NATChain, Table: t})
+		if err != nil {
+			return err
+		}
+		for _, r := range rules {
+			for _, e := range r.Exprs {
+				if ctr, ok := e.(*expr.Counter); ok {
+					n += ctr.Packets
+				}
+			}
+		}
+		return nil
+	})
+	return n, err
 }
 
-// netnsDir is where `ip netns` keeps its named namespaces.
-const netnsDir = "/var/run/netns"
+func policy(p nftables.ChainPolicy) *nftables.ChainPolicy { return &p }
 
-func nsExists(name string) bool {
-	_, err := os.Stat(netnsDir + "/" + name)
-	return err == nil
+// ifname is an interface name as nftables compares it: 16 bytes, NUL padded.
+func ifname(name string) []byte {
+	b := make([]byte, unix.IFNAMSIZ)
+	copy(b, name)
+	return b
 }

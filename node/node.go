@@ -8,10 +8,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"net/netip"
 	"sync"
 	"sync/atomic"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"golang.zx2c4.com/wireguard/tun"
 
 	"github.com/dmvpn/dmvpn/clock"
@@ -20,6 +23,7 @@ import (
 	"github.com/dmvpn/dmvpn/fib"
 	"github.com/dmvpn/dmvpn/gre"
 	"github.com/dmvpn/dmvpn/localroute"
+	"github.com/dmvpn/dmvpn/metrics"
 	"github.com/dmvpn/dmvpn/nhrp"
 	"github.com/dmvpn/dmvpn/nhrp/cache"
 	"github.com/dmvpn/dmvpn/nhrp/engine"
@@ -65,6 +69,10 @@ type Node struct {
 	ctlPool    sync.Pool
 	ctlDropped atomic.Uint64
 	stopBg     context.CancelFunc // background helpers (kernel route mirror)
+	// metrics reads the counters above at scrape time; registry holds
+	// it with the Go runtime and process collectors.
+	metrics  *metrics.Collector
+	registry *prometheus.Registry
 }
 
 // ctlQueue is the control queue's depth: at the engine's per-packet cost
@@ -106,6 +114,8 @@ func New(cfg *config.Config, opts Options) (n *Node, err error) {
 		fib: fib.New(), wake: make(chan struct{}, 1), events: make(chan event, 256), ctl: make(chan ctlPacket, ctlQueue),
 		cache: cache.NewWithLimits(cache.Limits{MaxEntries: cfg.NHRP.MaxEntries, MaxPerNBMA: cfg.NHRP.MaxEntriesPerNBMA})}
 	n.ctlPool.New = func() any { b := make([]byte, 2048); return &b }
+	n.metrics = metrics.New(n.metricsSnapshot)
+	n.registry = metrics.NewRegistry(n.metrics)
 	// The cleanup gets the node as an argument: every error return below
 	// ("return nil, err") sets the named result n to nil before deferred
 	// calls run, so reading n here would dereference nil.
@@ -179,6 +189,7 @@ func New(cfg *config.Config, opts Options) (n *Node, err error) {
 		Redirect:             cfg.NHRP.Redirect,
 		Routes:               n.fib,
 		Host:                 host,
+		OnResolved:           n.metrics.ObserveResolution,
 	}
 	if len(cfg.NHRP.AuthenticationKeys) > 0 {
 		keys := make([]nhrp.HMACKey, len(cfg.NHRP.AuthenticationKeys))
@@ -399,3 +410,9 @@ func (n *Node) Engine() *engine.Engine { return n.engine }
 
 // Plane returns the data plane.
 func (n *Node) Plane() *dataplane.Plane { return n.plane }
+
+// Metrics returns the handler of the node's Prometheus metrics (the text
+// exposition), for the API's /v1/metrics and metrics.listen's /metrics.
+func (n *Node) Metrics() http.Handler {
+	return promhttp.HandlerFor(n.registry, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError})
+}

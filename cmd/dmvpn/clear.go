@@ -19,6 +19,8 @@ func newClearCmd() *cobra.Command {
 		Long: `Forget every resolved, negative and incomplete NHRP mapping and every shortcut
 route of a running node. Registrations and static mappings stay; traffic follows the
 hub's routes again until it is resolved anew.`,
+		Example: `  dmvpn clear nhrp -c /etc/dmvpn/spoke1.yaml
+  dmvpn clear nhrp -s /run/dmvpn/spoke1.sock`,
 		Args:      cobra.ExactArgs(1),
 		ValidArgs: []string{"nhrp"},
 		RunE: func(cmd *cobra.Command, args []string) error {

@@ -40,9 +40,10 @@ removes it. It exits non-zero if a check failed.
   hub 192.0.2.1   spoke1 198.51.100.1   spoke2 198.51.100.65
   spoke3 192.168.3.2 behind nat3 198.51.100.129
 
-It needs root (network namespaces, TUN devices, raw sockets, nftables) and the
-ip, ping and nft (or iptables) commands. Nothing runs outside the lab's own
-namespaces.`,
+It needs root (network namespaces, TUN devices, raw sockets, nftables) and
+nothing else: no ip, nft or ping command. It builds the namespaces, links,
+routes and NAT through netlink and sends its own pings. Nothing runs outside
+the lab's own namespaces.`,
 		Example: `  sudo dmvpn lab
   sudo dmvpn lab --keep && sudo ip netns exec dmvpn-host-lan1 ping 10.1.2.10
   sudo dmvpn lab down`,
@@ -91,6 +92,8 @@ func newLabDownCmd() *cobra.Command {
 its state file: SIGTERM, then SIGKILL), kills anything else still running in
 the lab's namespaces, deletes the namespaces and removes the lab's files.
 It is safe to run when no lab is up.`,
+		Example: `  sudo dmvpn lab down
+  sudo dmvpn lab down --prefix mylab`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := lab.CheckRoot(); err != nil {

@@ -5,9 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"os/signal"
 	"path/filepath"
+	"sync"
 	"syscall"
 
 	"github.com/spf13/cobra"
@@ -15,6 +17,7 @@ import (
 	"github.com/dmvpn/dmvpn/api"
 	"github.com/dmvpn/dmvpn/config"
 	"github.com/dmvpn/dmvpn/internal/pidlock"
+	"github.com/dmvpn/dmvpn/metrics"
 	"github.com/dmvpn/dmvpn/node"
 )
 
@@ -26,10 +29,17 @@ func newRunCmd() *cobra.Command {
 		Long: `Run a DMVPN node in the foreground. It creates the tunnel's TUN device, opens the
 underlay (raw GRE, protocol 47, or GRE-in-UDP, port 4754), registers with its NHSes
 (spoke) or accepts registrations (hub), and serves the API socket that 'dmvpn show'
-uses. On SIGTERM or SIGINT it deregisters, removes its routes and device, and exits.
+uses (with metrics.listen, also Prometheus metrics at /metrics over HTTP). On
+SIGTERM or SIGINT it deregisters, removes its routes and device, and exits.
 SIGHUP is logged and ignored: configuration reload is not supported yet. A lock on
 <api-socket>.lock refuses a second 'dmvpn run' with the same configuration.
-Needs root (or CAP_NET_ADMIN and CAP_NET_RAW).`,
+Needs root (or CAP_NET_ADMIN and CAP_NET_RAW).
+
+Under systemd (packaging/systemd/dmvpn@.service, Type=notify) it sends
+READY=1 once the node is up and STOPPING=1 when it begins to shut down, through
+$NOTIFY_SOCKET; without that variable it sends nothing.`,
+		Example: `  sudo dmvpn run -c /etc/dmvpn/spoke1.yaml
+  sudo systemctl start dmvpn@spoke1     # the same, as a service`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := config.Load(file)
@@ -71,17 +81,51 @@ Needs root (or CAP_NET_ADMIN and CAP_NET_RAW).`,
 			if err != nil {
 				return err
 			}
+			// So does metrics.listen, when it is set.
+			var ml net.Listener
+			if cfg.Metrics.Listen.IsValid() {
+				if ml, err = metrics.Listen(cfg.Metrics.Listen); err != nil {
+					ln.Close()
+					return err
+				}
+			}
 			n, err := node.New(cfg, node.Options{Log: log})
 			if err != nil {
 				ln.Close()
+				if ml != nil {
+					ml.Close()
+				}
 				return err
 			}
 			apiErr := make(chan error, 1)
 			go func() { apiErr <- api.ServeListener(ctx, ln, n) }()
+			metricsErr := make(chan error, 1)
+			if ml != nil {
+				log.Info("serving metrics", "listen", ml.Addr().String(), "path", metrics.Path)
+				go func() { metricsErr <- metrics.ServeListener(ctx, ml, n.Metrics()) }()
+			} else {
+				metricsErr <- nil
+			}
+			// Ready for systemd (Type=notify) here, before n.Run rather
+			// than from inside it: everything that can fail at start-up
+			// is behind us (config, lock, API and metrics listeners, and
+			// in node.New the underlay sockets, the TUN device with its
+			// address and routes, the engine). Run only starts the packet
+			// loops and
+			// the engine, which cannot fail before they handle
+			// traffic, so the node needs no systemd hook.
+			sdNotify(log, "READY=1\nSTATUS="+readyStatus(cfg))
+			stopping := sync.OnceFunc(func() {
+				sdNotify(log, "STOPPING=1\nSTATUS=stopping: deregistering, removing "+cfg.Tunnel.Device)
+			})
+			go func() { <-ctx.Done(); stopping() }() // SIGTERM, SIGINT
 			runErr := n.Run(ctx)
+			stopping() // Run also returns on a data plane error
 			stop()
-			if err := <-apiErr; err != nil && runErr == nil {
-				runErr = err
+			for _, c := range []chan error{apiErr, metricsErr} {
+				if err := <-c; err != nil && runErr == nil {
+					runErr = err
+				}
 			}
 			if errors.Is(runErr, context.Canceled) {
 				runErr = nil
@@ -91,7 +135,18 @@ Needs root (or CAP_NET_ADMIN and CAP_NET_RAW).`,
 	}
 	cmd.Flags().StringVarP(&file, "config", "c", "", "node configuration file (YAML)")
 	_ = cmd.MarkFlagRequired("config")
+	_ = cmd.MarkFlagFilename("config", "yaml", "yml")
 	return cmd
+}
+
+// readyStatus is the STATUS= that systemctl status shows while the node runs.
+func readyStatus(cfg *config.Config) string {
+	role := "spoke"
+	if cfg.IsHub() {
+		role = "hub"
+	}
+	return fmt.Sprintf("%s %s up: %s on %s, source %s, transport %s", role, cfg.Name,
+		cfg.Tunnel.Address, cfg.Tunnel.Device, cfg.Tunnel.Source, cfg.Tunnel.Transport)
 }
 
 // lockInstance takes the lock file next to the API socket, <api-socket>.lock,

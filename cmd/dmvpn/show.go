@@ -14,10 +14,24 @@ func newShowCmd() *cobra.Command {
 	var file, socket string
 	var asJSON bool
 	cmd := &cobra.Command{
-		Use:       "show dmvpn|nhrp|routes|stats",
-		Short:     "Show a running node's peers, NHRP cache, routes or counters",
+		Use:   "show dmvpn|nhrp|routes|stats|metrics",
+		Short: "Show a running node's peers, NHRP cache, routes, counters or Prometheus metrics",
+		Long: `Ask a running node, over its API socket (found from its config with -c, or
+given with -s), for one view:
+
+  dmvpn    peers and their state, like Cisco's "show dmvpn"
+  nhrp     the NHRP cache, like "show ip nhrp"
+  routes   the overlay forwarding table
+  stats    data plane and NHRP counters, drops by reason (JSON)
+  metrics  the Prometheus text exposition
+
+--json prints the dmvpn, nhrp and routes views as JSON. The socket is mode
+0660, owned by whoever runs the node (root under systemd).`,
+		Example: `  dmvpn show dmvpn -c /etc/dmvpn/spoke1.yaml
+  dmvpn show nhrp -s /run/dmvpn/spoke1.sock --json
+  dmvpn show stats -c /etc/dmvpn/hub1.yaml | jq .nhrp_dropped`,
 		Args:      cobra.ExactArgs(1),
-		ValidArgs: []string{"dmvpn", "nhrp", "routes", "stats"},
+		ValidArgs: []string{"dmvpn", "nhrp", "routes", "stats", "metrics"},
 		RunE: func(cmd *cobra.Command, args []string) error {
 			path, err := socketPath(file, socket)
 			if err != nil {
@@ -37,8 +51,17 @@ func newShowCmd() *cobra.Command {
 				v = &[]api.Route{}
 			case "stats":
 				v = &api.Stats{}
+			case "metrics":
+				// The Prometheus text exposition, as a scrape gets it
+				// (--json does not apply).
+				raw, err := c.Metrics(ctx)
+				if err != nil {
+					return err
+				}
+				_, err = out.Write(raw)
+				return err
 			default:
-				return fmt.Errorf("unknown view %q (valid: dmvpn, nhrp, routes, stats)", args[0])
+				return fmt.Errorf("unknown view %q (valid: dmvpn, nhrp, routes, stats, metrics)", args[0])
 			}
 			raw, err := c.Get(ctx, args[0], v)
 			if err != nil {

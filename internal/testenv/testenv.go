@@ -49,6 +49,8 @@ func debianPackage(tool string) string {
 		return "iputils-ping"
 	case "nft":
 		return "nftables"
+	case "systemd-analyze":
+		return "systemd"
 	}
 	return tool
 }

@@ -1,0 +1,35 @@
+package node
+
+import (
+	"github.com/dmvpn/dmvpn/api"
+	"github.com/dmvpn/dmvpn/metrics"
+	"github.com/dmvpn/dmvpn/underlay"
+)
+
+var _ api.MetricsProvider = (*Node)(nil)
+
+// metricsSnapshot reads the counters for a scrape: atomics (data plane,
+// sockets, control queue) and the engine's and cache's counters under
+// their locks, briefly, as `show stats` does. Nothing walks the cache.
+func (n *Node) metricsSnapshot() metrics.Snapshot {
+	s := metrics.Snapshot{
+		Node: n.cfg.Name, Role: n.Role(), Transport: n.cfg.Tunnel.Transport.String(),
+		DataPlane: n.plane.Stats(), Engine: n.engine.Stats(), LogSuppressed: n.engine.LogSuppressed(),
+		CacheEntries: n.cache.Len(), CacheMaxEntries: n.cache.Limits().MaxEntries, Cache: n.cache.Stats(),
+		ControlQueueLen: len(n.ctl), ControlQueueCap: cap(n.ctl), ControlQueueDropped: n.ctlDropped.Load(),
+		NHS: n.engine.NHSStatus(),
+	}
+	for _, c := range n.conns {
+		sc, ok := c.(underlay.StatsConn)
+		if !ok {
+			continue
+		}
+		u := metrics.Socket{Transport: c.Transport(), Stats: sc.Stats()}
+		if o, ok := c.(interface{ Offloads() (gso, gro bool) }); ok {
+			u.Offloads = true
+			u.GSO, u.GRO = o.Offloads()
+		}
+		s.Underlay = append(s.Underlay, u)
+	}
+	return s
+}
