@@ -89,6 +89,18 @@ type Provider interface {
 	ClearNHRP() int
 }
 
+// Reloader is a Provider that can re-read and apply its configuration
+// (package node implements it): POST /v1/reload.
+type Reloader interface {
+	Reload() (changed []string, err error)
+}
+
+// Reloaded is the answer to a reload: what changed, or why nothing did.
+type Reloaded struct {
+	Changed []string `json:"changed"`
+	Error   string   `json:"error,omitempty"`
+}
+
 // MetricsProvider is a Provider with Prometheus metrics (package node
 // implements it): GET /v1/metrics answers with Metrics(), which serves the
 // text exposition. A Provider without it answers 404 there.
@@ -155,6 +167,21 @@ func ServeListener(ctx context.Context, l net.Listener, p Provider) error {
 	if m, ok := p.(MetricsProvider); ok {
 		mux.Handle("GET /v1/metrics", m.Metrics())
 	}
+	if r, ok := p.(Reloader); ok {
+		mux.HandleFunc("POST /v1/reload", func(w http.ResponseWriter, _ *http.Request) {
+			w.Header().Set("Content-Type", "application/json")
+			changed, err := r.Reload()
+			res := Reloaded{Changed: changed}
+			if res.Changed == nil {
+				res.Changed = []string{}
+			}
+			if err != nil {
+				res.Error = err.Error()
+				w.WriteHeader(http.StatusConflict)
+			}
+			_ = json.NewEncoder(w).Encode(res)
+		})
+	}
 	mux.HandleFunc("POST /v1/clear/nhrp", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(Cleared{Entries: p.ClearNHRP()})
@@ -201,6 +228,18 @@ func (c *Client) Metrics(ctx context.Context) ([]byte, error) {
 	return c.do(ctx, http.MethodGet, "metrics", nil)
 }
 
+// Reload asks the daemon to re-read and apply its configuration file. A
+// refused reload (invalid, or a change that needs a restart) is an error
+// saying why; the daemon keeps running its previous configuration.
+func (c *Client) Reload(ctx context.Context) (Reloaded, error) {
+	var r Reloaded
+	raw, err := c.do(ctx, http.MethodPost, "reload", &r)
+	if err != nil && raw != nil && json.Unmarshal(raw, &r) == nil && r.Error != "" {
+		return r, errors.New(r.Error)
+	}
+	return r, err
+}
+
 // ClearNHRP asks the daemon to forget its resolved mappings and shortcuts.
 func (c *Client) ClearNHRP(ctx context.Context) (Cleared, error) {
 	var r Cleared
@@ -223,7 +262,7 @@ func (c *Client) do(ctx context.Context, method, what string, v any) (raw []byte
 		return nil, err
 	}
 	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("api: %s: %s", what, resp.Status)
+		return raw, fmt.Errorf("api: %s: %s", what, resp.Status)
 	}
 	if v != nil {
 		if err := json.Unmarshal(raw, v); err != nil {

@@ -102,6 +102,7 @@ type Plane struct {
 	control ControlFunc
 	transit atomic.Pointer[TransitFunc]
 	miss    atomic.Pointer[MissFunc]
+	nhs     atomic.Pointer[[]netip.Addr] // cfg.NHS, replaced by reloads
 	log     *slog.Logger
 	c       counters
 
@@ -117,6 +118,7 @@ func New(cfg Config, dev tun.Device, conns []underlay.Conn, f *fib.Table, c *cac
 		p.conns[c.Transport()] = c
 	}
 	p.ctlPool.New = func() any { b := make([]byte, 2048); return &b }
+	p.SetNHS(cfg.NHS)
 	return p
 }
 
@@ -287,7 +289,7 @@ func (p *Plane) lookupPeer(r cache.Reader, nh netip.Addr) (netip.AddrPort, under
 	if f := p.miss.Load(); f != nil && !p.isNHS(nh) && p.cfg.Subnet.Contains(nh) {
 		(*f)(nh)
 	}
-	for _, nhs := range p.cfg.NHS {
+	for _, nhs := range *p.nhs.Load() {
 		if ep, t, ok := r.Forward(nhs); ok {
 			return ep, t, true
 		}
@@ -295,8 +297,15 @@ func (p *Plane) lookupPeer(r cache.Reader, nh netip.Addr) (netip.AddrPort, under
 	return netip.AddrPort{}, 0, false
 }
 
+// SetNHS replaces the NHS list (a reload); the data path picks it up at
+// its next lookup.
+func (p *Plane) SetNHS(nhs []netip.Addr) {
+	s := append([]netip.Addr(nil), nhs...)
+	p.nhs.Store(&s)
+}
+
 func (p *Plane) isNHS(a netip.Addr) bool {
-	for _, n := range p.cfg.NHS {
+	for _, n := range *p.nhs.Load() {
 		if n == a {
 			return true
 		}

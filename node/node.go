@@ -45,11 +45,19 @@ type Options struct {
 	Host  localroute.Table
 	Clock clock.Clock
 	Log   *slog.Logger
+	// ConfigPath is the file Reload re-reads; empty: Reload is refused.
+	ConfigPath string
+	// Level, when set, is the level of Log's handler: a reload that
+	// changes log-level sets it.
+	Level *slog.LevelVar
 }
 
 // Node is one running DMVPN node.
 type Node struct {
-	cfg    *config.Config
+	cfg    *config.Config // as started (the parts that cannot change)
+	// live is the configuration last applied (Apply), under reloadMu.
+	live     *config.Config
+	reloadMu sync.Mutex
 	opts   Options
 	log    *slog.Logger
 	clk    clock.Clock
@@ -110,7 +118,7 @@ func New(cfg *config.Config, opts Options) (n *Node, err error) {
 	if opts.Listen == nil {
 		opts.Listen = listenReal
 	}
-	n = &Node{cfg: cfg, opts: opts, log: opts.Log.With("node", cfg.Name), clk: opts.Clock,
+	n = &Node{cfg: cfg, live: cfg, opts: opts, log: opts.Log.With("node", cfg.Name), clk: opts.Clock,
 		fib: fib.New(), wake: make(chan struct{}, 1), events: make(chan event, 256), ctl: make(chan ctlPacket, ctlQueue),
 		cache: cache.NewWithLimits(cache.Limits{MaxEntries: cfg.NHRP.MaxEntries, MaxPerNBMA: cfg.NHRP.MaxEntriesPerNBMA})}
 	n.ctlPool.New = func() any { b := make([]byte, 2048); return &b }

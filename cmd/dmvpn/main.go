@@ -55,7 +55,7 @@ script.`,
 	}
 	root.SetOut(stdout)
 	root.SetErr(stderr)
-	root.AddCommand(newRunCmd(), newShowCmd(), newClearCmd(), newConfigCmd(), newLabCmd(), newVersionCmd())
+	root.AddCommand(newRunCmd(), newShowCmd(), newClearCmd(), newReloadCmd(), newConfigCmd(), newLabCmd(), newVersionCmd())
 	addCompletionCmd(root)
 	return root
 }

@@ -10,6 +10,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"syscall"
 
 	"github.com/spf13/cobra"
@@ -31,7 +32,8 @@ underlay (raw GRE, protocol 47, or GRE-in-UDP, port 4754), registers with its NH
 (spoke) or accepts registrations (hub), and serves the API socket that 'dmvpn show'
 uses (with metrics.listen, also Prometheus metrics at /metrics over HTTP). On
 SIGTERM or SIGINT it deregisters, removes its routes and device, and exits.
-SIGHUP is logged and ignored: configuration reload is not supported yet. A lock on
+SIGHUP re-reads the configuration file and applies what changed, as 'dmvpn reload'
+does (refused, with the reason, for changes that need a restart). A lock on
 <api-socket>.lock refuses a second 'dmvpn run' with the same configuration.
 Needs root (or CAP_NET_ADMIN and CAP_NET_RAW).
 
@@ -46,7 +48,9 @@ $NOTIFY_SOCKET; without that variable it sends nothing.`,
 			if err != nil {
 				return err
 			}
-			log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: cfg.LogLevel}))
+			level := new(slog.LevelVar)
+			level.Set(cfg.LogLevel)
+			log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 			slog.SetDefault(log)
 			// Signals first: a SIGTERM during start-up then shuts the node
 			// down cleanly as soon as it runs, and SIGHUP never kills it.
@@ -55,14 +59,20 @@ $NOTIFY_SOCKET; without that variable it sends nothing.`,
 			hup := make(chan os.Signal, 1)
 			signal.Notify(hup, syscall.SIGHUP)
 			defer signal.Stop(hup)
+			var node_ atomic.Pointer[node.Node] // set once the node exists
 			go func() {
 				for {
 					select {
 					case <-ctx.Done():
 						return
 					case <-hup:
-						log.Warn("SIGHUP: configuration reload is not supported yet; still running with the configuration read at start-up (restart dmvpn to apply changes)",
-							"config", file)
+						n := node_.Load()
+						if n == nil {
+							log.Warn("SIGHUP during start-up: ignored; send it again once the node runs", "config", file)
+							continue
+						}
+						log.Info("SIGHUP: reloading the configuration", "config", file)
+						_, _ = n.Reload() // logs what changed, or why it refused
 					}
 				}
 			}()
@@ -89,7 +99,7 @@ $NOTIFY_SOCKET; without that variable it sends nothing.`,
 					return err
 				}
 			}
-			n, err := node.New(cfg, node.Options{Log: log})
+			n, err := node.New(cfg, node.Options{Log: log, ConfigPath: file, Level: level})
 			if err != nil {
 				ln.Close()
 				if ml != nil {
@@ -97,6 +107,7 @@ $NOTIFY_SOCKET; without that variable it sends nothing.`,
 				}
 				return err
 			}
+			node_.Store(n)
 			apiErr := make(chan error, 1)
 			go func() { apiErr <- api.ServeListener(ctx, ln, n) }()
 			metricsErr := make(chan error, 1)

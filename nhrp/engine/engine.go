@@ -203,18 +203,23 @@ type Engine struct {
 	log   *slog.Logger
 	rlog  *ratelog.Limiter // for everything a peer can make us say
 
-	nhs     []*nhsState
-	auth    *nhrp.Extension // what we put in our packets (Cisco, or the keyed placeholder)
-	hmac    *nhrp.HMACKeys
-	replay  *replay.Filter
-	seq     replay.Sequencer
-	rnd     *rand.ChaCha8
-	started bool
-	stats   Stats
-	lastEI  map[netip.Addr]time.Time
-	subnet  netip.Prefix
-	proType uint16
-	afn     uint16
+	nhs    []*nhsState
+	auth   *nhrp.Extension // what we put in our packets (Cisco, or the keyed placeholder)
+	hmac   *nhrp.HMACKeys
+	replay *replay.Filter
+	seq    replay.Sequencer
+	// prevAuth is what a reload replaced, accepted for AuthGrace.
+	prevAuth *oldAuth
+	// formerNHS are NHSes a reload removed (NBMA address → until when
+	// their requests for our own address go unanswered).
+	formerNHS map[netip.Addr]time.Time
+	rnd       *rand.ChaCha8
+	started   bool
+	stats     Stats
+	lastEI    map[netip.Addr]time.Time
+	subnet    netip.Prefix
+	proType   uint16
+	afn       uint16
 
 	sendLimit bucket
 	recvLimit sourceLimiter
@@ -269,7 +274,7 @@ func New(cfg Config, c *cache.Cache, s Sender, log *slog.Logger) (*Engine, error
 		recvLimit: sourceLimiter{rate: cfg.MaxReceive, m: map[netip.Addr]*bucket{}},
 		timers:    timers{sched: map[timerKey]time.Time{}},
 		pending:   map[netip.Addr]*pendingResolution{}, pendingByID: map[uint32]*pendingResolution{},
-		probes: map[netip.Addr]*probe{}, probeByID: map[uint32]*probe{},
+		probes: map[netip.Addr]*probe{}, probeByID: map[uint32]*probe{}, formerNHS: map[netip.Addr]time.Time{},
 		redirects: map[redirectKey]*bucket{}, holders: map[netip.Addr]map[netip.AddrPort]holder{},
 		shortcuts: map[netip.Addr]map[netip.Prefix]struct{}{}}
 	// An evicted shortcut takes its routes with it. Put runs under e.mu,
@@ -613,7 +618,10 @@ func (e *Engine) HandlePacket(now time.Time, from netip.AddrPort, t underlay.Tra
 	// RFC 2332 §5.2.7: an Error Indication carries no extensions, so no
 	// authentication: it is acted on only when it names a request we
 	// have outstanding (random request ID) and comes from where it went.
-	if p.Type != nhrp.TypeErrorIndication && e.hmac != nil {
+	if p.Type != nhrp.TypeErrorIndication && e.prevAuth != nil && e.previousAuthOK(now, b, p) {
+		// authenticated the way it was before the last reload: accepted
+		// during the grace period
+	} else if p.Type != nhrp.TypeErrorIndication && e.hmac != nil {
 		if r, why := e.verifyHMAC(now, b); why != nil {
 			e.stats.AuthFailures++
 			e.stats.Dropped[r]++

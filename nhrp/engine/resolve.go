@@ -304,6 +304,15 @@ func (e *Engine) handleResolutionRequest(now time.Time, from netip.AddrPort, t u
 		return
 	}
 	if prefix, ok := e.ownedPrefix(req.DstProto); ok {
+		if until, ok := e.formerNHS[from.Addr()]; ok {
+			if now.Before(until) {
+				// We deregistered from it: its liveness probe must
+				// find us gone.
+				e.drop(now, DropNotFromNHS, from, "resolution request from an NHS we left")
+				return
+			}
+			delete(e.formerNHS, from.Addr())
+		}
 		e.answerResolution(now, from, t, req, prefix)
 		return
 	}
