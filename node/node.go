@@ -54,21 +54,21 @@ type Options struct {
 
 // Node is one running DMVPN node.
 type Node struct {
-	cfg    *config.Config // as started (the parts that cannot change)
+	cfg *config.Config // as started (the parts that cannot change)
 	// live is the configuration last applied (Apply), under reloadMu.
 	live     *config.Config
 	reloadMu sync.Mutex
-	opts   Options
-	log    *slog.Logger
-	clk    clock.Clock
-	fib    *fib.Table
-	cache  *cache.Cache
-	engine *engine.Engine
-	plane  *dataplane.Plane
-	dev    tun.Device
-	conns  []underlay.Conn
-	wake   chan struct{}
-	events chan event
+	opts     Options
+	log      *slog.Logger
+	clk      clock.Clock
+	fib      *fib.Table
+	cache    *cache.Cache
+	engine   *engine.Engine
+	plane    *dataplane.Plane
+	dev      tun.Device
+	conns    []underlay.Conn
+	wake     chan struct{}
+	events   chan event
 	// ctl carries NHRP packets from the underlay readers to the control
 	// loop: bounded, and posted to without waiting, so a flood of
 	// control packets costs the data plane a copy and a counter, never
