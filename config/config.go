@@ -8,7 +8,7 @@
 // would be valid, and all errors are reported at once, sorted by line:
 //
 //	spoke1.yaml:7:14: tunnel.transport: "tcp" is not valid (valid: gre, udp)
-//	spoke1.yaml:3:1: unknown field "tunel" (valid here: name, log-level, api-socket, tunnel, nhrp, routes, metrics; did you mean "tunnel"?)
+//	spoke1.yaml:3:1: unknown field "tunel" (valid here: name, log-level, log-format, log-levels, api-socket, tunnel, nhrp, routes, metrics; did you mean "tunnel"?)
 //
 // Defaults are applied after parsing, so a *Config returned by Load or Parse
 // is complete. docs/CONFIG.md is the reference for every field.
@@ -49,6 +49,10 @@ const (
 // new destination), far below a flood.
 var DefaultMaxReceive = Rate{Packets: 100, Interval: time.Second}
 
+// LogComponents are the components log-levels may name (internal/logging
+// uses the same names).
+var LogComponents = []string{"nhrp", "dataplane", "node", "localroute", "api", "metrics", "events", "capture"}
+
 // Limits checked by Parse.
 const (
 	MaxNameLen   = 63 // a DNS label
@@ -71,6 +75,15 @@ type Config struct {
 	// LogLevel is the least severe level logged. YAML log-level: debug,
 	// info, warn or error; default info.
 	LogLevel slog.Level
+	// LogFormat is how log lines are written to standard error: text
+	// (key=value, the default) or json (one object per line). YAML
+	// log-format.
+	LogFormat string
+	// LogLevels overrides LogLevel per component (the "component"
+	// attribute of every log line: nhrp, dataplane, node, localroute,
+	// api, metrics, events, capture). YAML log-levels, a mapping such as
+	// {nhrp: debug, dataplane: warn}; optional.
+	LogLevels map[string]slog.Level
 	// APISocket is the path of the Unix socket that `dmvpn show` talks to.
 	// YAML api-socket; default /run/dmvpn/<name>.sock.
 	APISocket string
@@ -310,6 +323,9 @@ func Parse(filename string, data []byte) (*Config, error) {
 func (p *parser) applyDefaults(c *Config) {
 	if !p.has("log-level") {
 		c.LogLevel = DefaultLogLevel
+	}
+	if !p.has("log-format") {
+		c.LogFormat = "text"
 	}
 	if !p.has("api-socket") && c.Name != "" {
 		c.APISocket = DefaultSocketDir + "/" + c.Name + ".sock"

@@ -583,6 +583,42 @@ func (p *parser) config(n *yaml.Node, c *Config) {
 				p.invalid(n, path, valid)
 			}
 		}},
+		{"log-format", func(n *yaml.Node, path string) {
+			if s, ok := p.str(n, path, "text or json"); ok {
+				if s != "text" && s != "json" {
+					p.invalid(n, path, "text, json")
+					return
+				}
+				c.LogFormat = s
+			}
+		}},
+		{"log-levels", func(n *yaml.Node, path string) {
+			names := make([]string, len(logLevels))
+			for i, l := range logLevels {
+				names[i] = l.name
+			}
+			valid := strings.Join(names, ", ")
+			var fields []field
+			for _, comp := range LogComponents {
+				fields = append(fields, field{comp, func(n *yaml.Node, path string) {
+					s, ok := p.str(n, path, valid)
+					if !ok {
+						return
+					}
+					for _, l := range logLevels {
+						if s == l.name {
+							if c.LogLevels == nil {
+								c.LogLevels = map[string]slog.Level{}
+							}
+							c.LogLevels[comp] = l.level
+							return
+						}
+					}
+					p.invalid(n, path, valid)
+				}})
+			}
+			p.mapping(n, path, fields)
+		}},
 		{"api-socket", func(n *yaml.Node, path string) {
 			if s, ok := p.str(n, path, validSocket); ok {
 				if len(s) > MaxSocketLen || strings.ContainsRune(s, 0) {

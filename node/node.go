@@ -22,6 +22,7 @@ import (
 	"github.com/dmvpn/dmvpn/dataplane"
 	"github.com/dmvpn/dmvpn/fib"
 	"github.com/dmvpn/dmvpn/gre"
+	"github.com/dmvpn/dmvpn/internal/logging"
 	"github.com/dmvpn/dmvpn/localroute"
 	"github.com/dmvpn/dmvpn/metrics"
 	"github.com/dmvpn/dmvpn/nhrp"
@@ -47,9 +48,10 @@ type Options struct {
 	Log   *slog.Logger
 	// ConfigPath is the file Reload re-reads; empty: Reload is refused.
 	ConfigPath string
-	// Level, when set, is the level of Log's handler: a reload that
-	// changes log-level sets it.
-	Level *slog.LevelVar
+	// Levels, when set, are the levels of Log's handler
+	// (internal/logging): a reload that changes log-level or log-levels
+	// sets them.
+	Levels *logging.Levels
 }
 
 // Node is one running DMVPN node.
@@ -118,7 +120,7 @@ func New(cfg *config.Config, opts Options) (n *Node, err error) {
 	if opts.Listen == nil {
 		opts.Listen = listenReal
 	}
-	n = &Node{cfg: cfg, live: cfg, opts: opts, log: opts.Log.With("node", cfg.Name), clk: opts.Clock,
+	n = &Node{cfg: cfg, live: cfg, opts: opts, log: logging.For(opts.Log.With("node", cfg.Name), logging.Node), clk: opts.Clock,
 		fib: fib.New(), wake: make(chan struct{}, 1), events: make(chan event, 256), ctl: make(chan ctlPacket, ctlQueue),
 		cache: cache.NewWithLimits(cache.Limits{MaxEntries: cfg.NHRP.MaxEntries, MaxPerNBMA: cfg.NHRP.MaxEntriesPerNBMA})}
 	n.ctlPool.New = func() any { b := make([]byte, 2048); return &b }
@@ -171,7 +173,7 @@ func New(cfg *config.Config, opts Options) (n *Node, err error) {
 		if host == nil {
 			ctx, cancel := context.WithCancel(context.Background())
 			n.stopBg = cancel
-			k, err := localroute.NewKernel(ctx, d.Index(), n.log)
+			k, err := localroute.NewKernel(ctx, d.Index(), n.logFor(logging.Route))
 			if err != nil {
 				return nil, fmt.Errorf("node %s: %w", cfg.Name, err)
 			}
@@ -222,8 +224,8 @@ func New(cfg *config.Config, opts Options) (n *Node, err error) {
 	if cfg.Tunnel.Key != nil {
 		dcfg.Key, dcfg.KeyPresent = *cfg.Tunnel.Key, true
 	}
-	n.plane = dataplane.New(dcfg, n.dev, n.conns, n.fib, n.cache, n.handleControl, n.log)
-	n.engine, err = engine.New(ecfg, n.cache, n.plane, n.log)
+	n.plane = dataplane.New(dcfg, n.dev, n.conns, n.fib, n.cache, n.handleControl, n.logFor(logging.DataPlane))
+	n.engine, err = engine.New(ecfg, n.cache, n.plane, n.logFor(logging.NHRP))
 	if err != nil {
 		return nil, fmt.Errorf("node %s: %w", cfg.Name, err)
 	}
@@ -238,6 +240,12 @@ func New(cfg *config.Config, opts Options) (n *Node, err error) {
 		})
 	}
 	return n, nil
+}
+
+// logFor is the node's logger for a subsystem: the node's name, and the
+// component in place of the node's own.
+func (n *Node) logFor(component string) *slog.Logger {
+	return logging.For(n.opts.Log.With("node", n.cfg.Name), component)
 }
 
 // transports lists the underlays a node listens on: its configured one,

@@ -3,6 +3,7 @@ package node
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"net/netip"
 	"reflect"
 	"slices"
@@ -53,7 +54,7 @@ var fixedFields = []struct {
 // configuration later are fixed until Reload learns them).
 func liveOnly(c *config.Config) config.Config {
 	x := *c
-	x.LogLevel = 0
+	x.LogLevel, x.LogLevels = 0, nil
 	x.Routes = nil
 	h := &x.NHRP
 	h.Holdtime, h.RegistrationTimeout, h.MaxHoldtime = 0, 0, 0
@@ -113,12 +114,12 @@ func (n *Node) Apply(cfg *config.Config) ([]string, error) {
 	}
 	n.plane.SetNHS(nhs)
 	changed = append(changed, n.applyRoutes(old.Routes, cfg.Routes)...)
-	if old.LogLevel != cfg.LogLevel {
-		if n.opts.Level != nil {
-			n.opts.Level.Set(cfg.LogLevel)
-			changed = append(changed, fmt.Sprintf("log-level %v (was %v)", cfg.LogLevel, old.LogLevel))
+	if old.LogLevel != cfg.LogLevel || !maps.Equal(old.LogLevels, cfg.LogLevels) {
+		if n.opts.Levels != nil {
+			n.opts.Levels.Set(cfg.LogLevel, cfg.LogLevels)
+			changed = append(changed, fmt.Sprintf("log-level %v, log-levels %v (was %v, %v)", cfg.LogLevel, cfg.LogLevels, old.LogLevel, old.LogLevels))
 		} else {
-			changed = append(changed, "log-level: not applied (the node's logger has a fixed level)")
+			changed = append(changed, "log-level: not applied (the node's logger has fixed levels)")
 		}
 	}
 	n.live = cfg

@@ -17,6 +17,7 @@ import (
 
 	"github.com/dmvpn/dmvpn/api"
 	"github.com/dmvpn/dmvpn/config"
+	"github.com/dmvpn/dmvpn/internal/logging"
 	"github.com/dmvpn/dmvpn/internal/pidlock"
 	"github.com/dmvpn/dmvpn/metrics"
 	"github.com/dmvpn/dmvpn/node"
@@ -48,9 +49,12 @@ $NOTIFY_SOCKET; without that variable it sends nothing.`,
 			if err != nil {
 				return err
 			}
-			level := new(slog.LevelVar)
-			level.Set(cfg.LogLevel)
-			log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+			levels := logging.NewLevels(cfg.LogLevel, cfg.LogLevels)
+			h, err := logging.New(os.Stderr, cfg.LogFormat, levels)
+			if err != nil {
+				return err
+			}
+			log := slog.New(h)
 			slog.SetDefault(log)
 			// Signals first: a SIGTERM during start-up then shuts the node
 			// down cleanly as soon as it runs, and SIGHUP never kills it.
@@ -99,7 +103,7 @@ $NOTIFY_SOCKET; without that variable it sends nothing.`,
 					return err
 				}
 			}
-			n, err := node.New(cfg, node.Options{Log: log, ConfigPath: file, Level: level})
+			n, err := node.New(cfg, node.Options{Log: log, ConfigPath: file, Levels: levels})
 			if err != nil {
 				ln.Close()
 				if ml != nil {
