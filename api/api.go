@@ -1,7 +1,8 @@
 // Package api is the daemon's management interface: HTTP/JSON on a unix
 // socket (GET /v1/dmvpn, /v1/nhrp, /v1/routes, /v1/stats, and /v1/metrics:
-// the Prometheus text exposition), the client the CLI's `show` commands
-// use, and the text renderings of those views.
+// the Prometheus text exposition; /v1/capture streams a packet capture as
+// pcapng, capture.go), the client the CLI's `show` commands use, and the
+// text renderings of those views.
 package api
 
 import (
@@ -166,6 +167,9 @@ func ServeListener(ctx context.Context, l net.Listener, p Provider) error {
 	handle("/v1/stats", func() any { return p.Stats() })
 	if m, ok := p.(MetricsProvider); ok {
 		mux.Handle("GET /v1/metrics", m.Metrics())
+	}
+	if c, ok := p.(CaptureProvider); ok {
+		handleCapture(mux, ctx, c) // GET /v1/capture: pcapng (capture.go)
 	}
 	if r, ok := p.(Reloader); ok {
 		mux.HandleFunc("POST /v1/reload", func(w http.ResponseWriter, _ *http.Request) {

@@ -16,12 +16,14 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"golang.zx2c4.com/wireguard/tun"
 
+	"github.com/dmvpn/dmvpn/capture"
 	"github.com/dmvpn/dmvpn/fib"
 	"github.com/dmvpn/dmvpn/gre"
 	"github.com/dmvpn/dmvpn/internal/inet"
@@ -108,6 +110,76 @@ type Plane struct {
 
 	keyWarn sync.Map // netip.Addr -> time.Time: rate-limits key mismatch logs
 	ctlPool sync.Pool
+
+	// taps are the packet captures running (dmvpn capture), copied on
+	// write under tapMu; nil when there are none, so that the forwarding
+	// loops pay one atomic load per batch for the feature.
+	taps  atomic.Pointer[[]*capture.Tap]
+	tapMu sync.Mutex
+}
+
+// MaxTaps bounds the captures running at once on one data plane.
+const MaxTaps = 4
+
+// ErrTooManyTaps is AddTap's answer when MaxTaps captures are running.
+var ErrTooManyTaps = errors.New("dataplane: too many captures running")
+
+// AddTap attaches a capture's tap: from now on every packet read from or
+// written to the TUN, and every GRE packet received or handed to an
+// underlay socket (NHRP included), is offered to it. remove detaches it
+// (once; later calls do nothing).
+func (p *Plane) AddTap(t *capture.Tap) (remove func(), err error) {
+	p.tapMu.Lock()
+	defer p.tapMu.Unlock()
+	var cur []*capture.Tap
+	if l := p.taps.Load(); l != nil {
+		cur = *l
+	}
+	if len(cur) >= MaxTaps {
+		return nil, ErrTooManyTaps
+	}
+	next := append(slices.Clip(cur), t)
+	p.taps.Store(&next)
+	return sync.OnceFunc(func() { p.removeTap(t) }), nil
+}
+
+func (p *Plane) removeTap(t *capture.Tap) {
+	p.tapMu.Lock()
+	defer p.tapMu.Unlock()
+	l := p.taps.Load()
+	if l == nil {
+		return
+	}
+	next := slices.DeleteFunc(slices.Clone(*l), func(x *capture.Tap) bool { return x == t })
+	if len(next) == 0 {
+		p.taps.Store(nil)
+		return
+	}
+	p.taps.Store(&next)
+}
+
+// tapInner offers packets crossing the TUN (each at tunOffset in its
+// buffer, sizes[i] long; sizes nil: to the end of the buffer).
+func tapInner(taps []*capture.Tap, dir capture.Dir, now int64, bufs [][]byte, sizes []int) {
+	for i, b := range bufs {
+		pkt := b[tunOffset:]
+		if sizes != nil {
+			pkt = pkt[:sizes[i]]
+		}
+		for _, t := range taps {
+			t.Inner(dir, now, pkt)
+		}
+	}
+}
+
+// tapOuter offers GRE datagrams sent or received on c.
+func tapOuter(taps []*capture.Tap, dir capture.Dir, now int64, c underlay.Conn, ds []underlay.Datagram) {
+	udp, local := c.Transport() == underlay.TransportUDP, c.LocalAddr()
+	for i := range ds {
+		for _, t := range taps {
+			t.Outer(dir, now, udp, local, ds[i].Peer, ds[i].Payload())
+		}
+	}
 }
 
 // New returns a data plane. conns holds one Conn per transport the node
@@ -174,6 +246,9 @@ func (p *Plane) SendNHRP(to netip.AddrPort, t underlay.Transport, pkt []byte) {
 		return
 	}
 	d := [1]underlay.Datagram{{Buf: buf, Off: start, Len: need - start, Peer: to}}
+	if taps := p.taps.Load(); taps != nil {
+		tapOuter(*taps, capture.Out, time.Now().UnixNano(), c, d[:])
+	}
 	if _, err := c.WriteBatch(d[:]); err != nil {
 		p.c.writeErrors.Add(1)
 		p.log.Debug("dataplane: send NHRP", "to", to, "err", err)
@@ -263,9 +338,17 @@ func (b *batch) add(t underlay.Transport, d underlay.Datagram) bool {
 }
 
 func (p *Plane) flush(b *batch) {
+	taps := p.taps.Load()
+	var now int64
+	if taps != nil {
+		now = time.Now().UnixNano()
+	}
 	for t, ds := range b.by {
 		if len(ds) == 0 {
 			continue
+		}
+		if taps != nil {
+			tapOuter(*taps, capture.Out, now, p.conns[t], ds)
 		}
 		n, err := p.conns[t].WriteBatch(ds)
 		p.c.underlayTx.Add(uint64(n))
@@ -336,6 +419,9 @@ func (p *Plane) RunOverlay() error {
 			return fmt.Errorf("dataplane: overlay read: %w", err)
 		}
 		p.c.overlayRx.Add(uint64(n))
+		if taps := p.taps.Load(); taps != nil {
+			tapInner(*taps, capture.Out, time.Now().UnixNano(), bufs[:n], sizes)
+		}
 		r := p.cache.Reader()
 		for i := 0; i < n; i++ {
 			pkt := bufs[i][tunOffset : tunOffset+sizes[i]]
@@ -443,6 +529,10 @@ func (p *Plane) RunUnderlay(c underlay.Conn) error {
 		}
 		p.c.underlayRx.Add(uint64(n))
 		now := time.Now().UnixNano()
+		taps := p.taps.Load()
+		if taps != nil {
+			tapOuter(*taps, capture.In, now, c, ds[:n])
+		}
 		r := p.cache.Reader()
 		for i := 0; i < n; i++ {
 			r.Touch(ds[i].Peer, now)
@@ -461,6 +551,9 @@ func (p *Plane) RunUnderlay(c underlay.Conn) error {
 		clear(ctl)
 		ctl = ctl[:0]
 		if len(toTun) > 0 {
+			if taps != nil { // before Write: its GRO coalesces in place
+				tapInner(*taps, capture.In, now, toTun, nil)
+			}
 			if _, err := p.dev.Write(toTun, tunOffset); err != nil {
 				p.c.writeErrors.Add(1)
 				p.log.Debug("dataplane: overlay write", "err", err)
