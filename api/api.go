@@ -1,8 +1,9 @@
 // Package api is the daemon's management interface: HTTP/JSON on a unix
 // socket (GET /v1/dmvpn, /v1/nhrp, /v1/routes, /v1/stats, and /v1/metrics:
 // the Prometheus text exposition; /v1/capture streams a packet capture as
-// pcapng, capture.go), the client the CLI's `show` commands use, and the
-// text renderings of those views.
+// pcapng, capture.go; /v1/events the node's events as JSON lines,
+// events.go), the client the CLI's `show` commands use, and the text
+// renderings of those views.
 package api
 
 import (
@@ -77,6 +78,10 @@ type Stats struct {
 	// Underlay has the counters of each underlay socket, by transport
 	// ("gre", "udp"): datagrams, system calls, and UDP GSO/GRO use.
 	Underlay map[string]map[string]uint64 `json:"underlay,omitempty"`
+	// Events counts the node's events (published, lost by slow
+	// subscribers, subscribers now) and hook runs (started, succeeded,
+	// failed, timed out, dropped for want of room).
+	Events map[string]uint64 `json:"events,omitempty"`
 }
 
 // Provider is what the daemon exposes; package node implements it.
@@ -170,6 +175,9 @@ func ServeListener(ctx context.Context, l net.Listener, p Provider) error {
 	}
 	if c, ok := p.(CaptureProvider); ok {
 		handleCapture(mux, ctx, c) // GET /v1/capture: pcapng (capture.go)
+	}
+	if e, ok := p.(EventsProvider); ok {
+		handleEvents(mux, ctx, e) // GET /v1/events: NDJSON (events.go)
 	}
 	if r, ok := p.(Reloader); ok {
 		mux.HandleFunc("POST /v1/reload", func(w http.ResponseWriter, _ *http.Request) {

@@ -8,7 +8,7 @@
 // would be valid, and all errors are reported at once, sorted by line:
 //
 //	spoke1.yaml:7:14: tunnel.transport: "tcp" is not valid (valid: gre, udp)
-//	spoke1.yaml:3:1: unknown field "tunel" (valid here: name, log-level, log-format, log-levels, api-socket, tunnel, nhrp, routes, metrics; did you mean "tunnel"?)
+//	spoke1.yaml:3:1: unknown field "tunel" (valid here: name, log-level, log-format, log-levels, api-socket, tunnel, nhrp, routes, metrics, hooks; did you mean "tunnel"?)
 //
 // Defaults are applied after parsing, so a *Config returned by Load or Parse
 // is complete. docs/CONFIG.md is the reference for every field.
@@ -97,6 +97,8 @@ type Config struct {
 	// Metrics configures the Prometheus endpoint (YAML metrics,
 	// optional).
 	Metrics Metrics
+	// Hooks run commands for events (YAML hooks, optional; see Hook).
+	Hooks []Hook
 }
 
 // Metrics configures Prometheus metrics. `dmvpn show metrics` reads them
@@ -380,6 +382,11 @@ func (p *parser) applyDefaults(c *Config) {
 	for i := range n.Map {
 		if udp && !p.has(indexPath("nhrp.map", i)+".port") {
 			n.Map[i].Port = DefaultUDPPort
+		}
+	}
+	for i := range c.Hooks {
+		if !p.has(indexPath("hooks", i) + ".timeout") {
+			c.Hooks[i].Timeout = DefaultHookTimeout
 		}
 	}
 }

@@ -350,6 +350,8 @@ var requiredHint = map[string]string{
 	"nhrp.map[].nbma":    "the peer's NBMA address, e.g. nbma: 192.0.2.2",
 	"routes[].prefix":    "the destination, e.g. prefix: 10.1.0.0/16",
 	"routes[].via":       "the next hop on the tunnel subnet, e.g. via: 10.0.0.1",
+	"hooks[].event":      `the event(s) it runs for, e.g. event: shortcut-up, or "*"`,
+	"hooks[].command":    "the program and its arguments, e.g. command: [/usr/local/bin/notify, --level, info]",
 }
 
 var indexRe = regexp.MustCompile(`\[\d+\]`)
@@ -638,6 +640,7 @@ func (p *parser) config(n *yaml.Node, c *Config) {
 			})
 		}},
 		{"metrics", func(n *yaml.Node, path string) { p.metrics(n, path, &c.Metrics) }},
+		{"hooks", func(n *yaml.Node, path string) { p.hooks(n, path, c) }},
 	}, requiredTop...)
 }
 

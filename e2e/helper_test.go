@@ -16,6 +16,9 @@ package e2e
 //	tcp-echo-client ADDR N SECS   connect, send N pseudo-random bytes while
 //	                              reading the echo, check it is identical,
 //	                              print "ok ..."
+//	hook-env DIR ARGS...          a hook (events_test.go): write its ARGS
+//	                              and DMVPN_* variables to
+//	                              DIR/hook-<DMVPN_SEQ>.json
 
 import (
 	"bufio"
@@ -58,6 +61,8 @@ func TestHelperProcess(t *testing.T) {
 		err = echoServer(args)
 	case "tcp-echo-client":
 		err = echoClient(args)
+	case "hook-env":
+		err = hookEnv(args) // events_test.go
 	default:
 		err = fmt.Errorf("unknown role %q", role)
 	}

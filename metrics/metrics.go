@@ -25,6 +25,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/dmvpn/dmvpn/dataplane"
+	"github.com/dmvpn/dmvpn/events"
+	"github.com/dmvpn/dmvpn/events/hooks"
 	"github.com/dmvpn/dmvpn/nhrp/cache"
 	"github.com/dmvpn/dmvpn/nhrp/engine"
 	"github.com/dmvpn/dmvpn/underlay"
@@ -52,6 +54,10 @@ type Snapshot struct {
 	Underlay []Socket
 	// NHS is the registration state of each configured NHS (spokes).
 	NHS []engine.NHSStatus
+	// Events and Hooks are the event bus's and the hook runner's
+	// counters.
+	Events events.Stats
+	Hooks  hooks.Stats
 }
 
 // Socket is the counters of one underlay socket.
@@ -164,7 +170,11 @@ var (
 	mNHSState       = gauge("dmvpn_nhrp_nhs_state", "1 for the NHS's current registration state, 0 for the others.", "nhs", "state")
 	mNHSSince       = gauge("dmvpn_nhrp_nhs_state_change_timestamp_seconds", "When the NHS's registration state last changed (Unix time).", "nhs")
 	mNHSExpiry      = gauge("dmvpn_nhrp_nhs_registration_expiry_timestamp_seconds", "When our registration at the NHS runs out unless refreshed (Unix time); only while registered.", "nhs")
-	allDescs        = []desc{mInfo, mOverlayRead, mOverlayWritten, mUnderlayRx, mUnderlayTx, mHairpinned, mControl, mMulticast, mDPDropped, mWriteErrors, mSockDatagrams, mSockDropped, mSockSendErr, mSockSyscalls, mSockMessages, mSockGSO, mSockGSOFall, mSockGRO, mSockGROSeg, mSockOffload, mNHRPRx, mNHRPTx, mNHRPDropped, mRegistrations, mErrorInd, mPurges, mRedirects, mProbesSent, mProbesRefuted, mExpired, mCacheEntries, mCacheMax, mCacheEvicted, mCacheRefused, mQueueLen, mQueueCap, mLogSuppressed, mNHSUp, mNHSState, mNHSSince, mNHSExpiry}
+	mEvents         = counter("dmvpn_events_published_total", "Events the node published (dmvpn events, hooks).")
+	mEventsLost     = counter("dmvpn_events_lost_total", "Events event streams lost because they did not keep up.")
+	mEventSubs      = gauge("dmvpn_event_subscribers", "Event streams open (dmvpn events).")
+	mHookRuns       = counter("dmvpn_hooks_runs_total", "Hook runs, by result (succeeded, failed, timed_out; dropped: not run, too many waiting).", "result")
+	allDescs        = []desc{mInfo, mOverlayRead, mOverlayWritten, mUnderlayRx, mUnderlayTx, mHairpinned, mControl, mMulticast, mDPDropped, mWriteErrors, mSockDatagrams, mSockDropped, mSockSendErr, mSockSyscalls, mSockMessages, mSockGSO, mSockGSOFall, mSockGRO, mSockGROSeg, mSockOffload, mNHRPRx, mNHRPTx, mNHRPDropped, mRegistrations, mErrorInd, mPurges, mRedirects, mProbesSent, mProbesRefuted, mExpired, mCacheEntries, mCacheMax, mCacheEvicted, mCacheRefused, mQueueLen, mQueueCap, mLogSuppressed, mNHSUp, mNHSState, mNHSSince, mNHSExpiry, mEvents, mEventsLost, mEventSubs, mHookRuns}
 	dataplaneReason = []string{"no_route", "no_peer", "ttl_expired", "key_mismatch", "bad_gre", "bad_inner", "loop"}
 )
 
@@ -257,6 +267,13 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 			emit(mNHSExpiry, unix(n.Expires), a)
 		}
 	}
+	emit(mEvents, float64(s.Events.Published))
+	emit(mEventsLost, float64(s.Events.Lost))
+	emit(mEventSubs, float64(s.Events.Subscribers))
+	emit(mHookRuns, float64(s.Hooks.Succeeded), "succeeded")
+	emit(mHookRuns, float64(s.Hooks.Failed), "failed")
+	emit(mHookRuns, float64(s.Hooks.TimedOut), "timed_out")
+	emit(mHookRuns, float64(s.Hooks.Dropped), "dropped")
 	c.resolution.Collect(ch)
 }
 

@@ -19,6 +19,8 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/dmvpn/dmvpn/dataplane"
+	"github.com/dmvpn/dmvpn/events"
+	"github.com/dmvpn/dmvpn/events/hooks"
 	"github.com/dmvpn/dmvpn/nhrp/cache"
 	"github.com/dmvpn/dmvpn/nhrp/engine"
 	"github.com/dmvpn/dmvpn/underlay"
@@ -49,6 +51,8 @@ func testSnapshot() Snapshot {
 			{NHS: engine.NHS{Protocol: netip.MustParseAddr("10.0.0.1")}, State: engine.StateUp, Since: t0, Expires: t0.Add(600 * time.Second)},
 			{NHS: engine.NHS{Protocol: netip.MustParseAddr("10.0.0.2")}, State: engine.StateRegistering, Since: t0.Add(time.Second)},
 		},
+		Events: events.Stats{Published: 71, Subscribers: 2, Lost: 72},
+		Hooks:  hooks.Stats{Started: 80, Succeeded: 73, Failed: 74, TimedOut: 75, Dropped: 76},
 	}
 	for i, r := range engine.DropReasons() {
 		s.Engine.Dropped[r] = uint64(100 + i)
@@ -100,6 +104,10 @@ var wantFamilies = map[string]dto.MetricType{
 	"dmvpn_nhrp_nhs_state_change_timestamp_seconds":        dto.MetricType_GAUGE,
 	"dmvpn_nhrp_nhs_registration_expiry_timestamp_seconds": dto.MetricType_GAUGE,
 	"dmvpn_nhrp_resolution_duration_seconds":               dto.MetricType_HISTOGRAM,
+	"dmvpn_events_published_total":                         dto.MetricType_COUNTER,
+	"dmvpn_events_lost_total":                              dto.MetricType_COUNTER,
+	"dmvpn_event_subscribers":                              dto.MetricType_GAUGE,
+	"dmvpn_hooks_runs_total":                               dto.MetricType_COUNTER,
 }
 
 func gather(t *testing.T, c prometheus.Collector) map[string]*dto.MetricFamily {
@@ -186,7 +194,7 @@ func TestFamiliesTypesAndLabels(t *testing.T) {
 		"direction": {"sent": true, "received": true},
 		"transport": {"gre": true, "udp": true},
 		"offload":   {"gso": true, "gro": true},
-		"result":    {"accepted": true, "refused": true},
+		"result":    {"accepted": true, "refused": true, "succeeded": true, "failed": true, "timed_out": true, "dropped": true},
 		"state":     {"up": true, "registering": true, "down": true, "refused": true, "error": true},
 		"nhs":       {"10.0.0.1": true, "10.0.0.2": true},
 		"node":      {"spoke1": true}, "role": {"spoke": true},
@@ -299,6 +307,13 @@ func TestValues(t *testing.T) {
 		{float64(t0.Unix()), "dmvpn_nhrp_nhs_state_change_timestamp_seconds", []string{"nhs", "10.0.0.1"}},
 		{float64(t0.Unix() + 600), "dmvpn_nhrp_nhs_registration_expiry_timestamp_seconds", []string{"nhs", "10.0.0.1"}},
 		{2, "dmvpn_nhrp_resolution_duration_seconds", nil},
+		{71, "dmvpn_events_published_total", nil},
+		{72, "dmvpn_events_lost_total", nil},
+		{2, "dmvpn_event_subscribers", nil},
+		{73, "dmvpn_hooks_runs_total", []string{"result", "succeeded"}},
+		{74, "dmvpn_hooks_runs_total", []string{"result", "failed"}},
+		{75, "dmvpn_hooks_runs_total", []string{"result", "timed_out"}},
+		{76, "dmvpn_hooks_runs_total", []string{"result", "dropped"}},
 	} {
 		if got := value(t, mfs, tt.name, tt.labels...); got != tt.want {
 			t.Errorf("%s%v = %v, want %v", tt.name, tt.labels, got, tt.want)

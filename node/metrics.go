@@ -17,7 +17,7 @@ func (n *Node) metricsSnapshot() metrics.Snapshot {
 		DataPlane: n.plane.Stats(), Engine: n.engine.Stats(), LogSuppressed: n.engine.LogSuppressed(),
 		CacheEntries: n.cache.Len(), CacheMaxEntries: n.cache.Limits().MaxEntries, Cache: n.cache.Stats(),
 		ControlQueueLen: len(n.ctl), ControlQueueCap: cap(n.ctl), ControlQueueDropped: n.ctlDropped.Load(),
-		NHS: n.engine.NHSStatus(),
+		NHS: n.engine.NHSStatus(), Events: n.bus.Stats(), Hooks: n.hooks.Stats(),
 	}
 	for _, c := range n.conns {
 		sc, ok := c.(underlay.StatsConn)

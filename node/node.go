@@ -20,6 +20,8 @@ import (
 	"github.com/dmvpn/dmvpn/clock"
 	"github.com/dmvpn/dmvpn/config"
 	"github.com/dmvpn/dmvpn/dataplane"
+	"github.com/dmvpn/dmvpn/events"
+	"github.com/dmvpn/dmvpn/events/hooks"
 	"github.com/dmvpn/dmvpn/fib"
 	"github.com/dmvpn/dmvpn/gre"
 	"github.com/dmvpn/dmvpn/internal/logging"
@@ -83,6 +85,11 @@ type Node struct {
 	// it with the Go runtime and process collectors.
 	metrics  *metrics.Collector
 	registry *prometheus.Registry
+	// bus carries the node's events (engine state changes, node up and
+	// down) to `dmvpn events` streams; hooks runs the commands configured
+	// for them (events.go).
+	bus   *events.Bus
+	hooks *hooks.Runner
 }
 
 // ctlQueue is the control queue's depth: at the engine's per-packet cost
@@ -120,12 +127,19 @@ func New(cfg *config.Config, opts Options) (n *Node, err error) {
 	if opts.Listen == nil {
 		opts.Listen = listenReal
 	}
+	// Hooks' programs first: a missing one fails start-up before anything
+	// is opened (config check says the same).
+	if err := cfg.ResolveHooks(); err != nil {
+		return nil, fmt.Errorf("node %s: hooks: %w", cfg.Name, err)
+	}
 	n = &Node{cfg: cfg, live: cfg, opts: opts, log: logging.For(opts.Log.With("node", cfg.Name), logging.Node), clk: opts.Clock,
 		fib: fib.New(), wake: make(chan struct{}, 1), events: make(chan event, 256), ctl: make(chan ctlPacket, ctlQueue),
 		cache: cache.NewWithLimits(cache.Limits{MaxEntries: cfg.NHRP.MaxEntries, MaxPerNBMA: cfg.NHRP.MaxEntriesPerNBMA})}
 	n.ctlPool.New = func() any { b := make([]byte, 2048); return &b }
 	n.metrics = metrics.New(n.metricsSnapshot)
 	n.registry = metrics.NewRegistry(n.metrics)
+	n.bus = events.NewBus(0, 0)
+	n.hooks = hooks.New(hooks.Config{Hooks: hookSpecs(cfg), Log: n.logFor("events")})
 	// The cleanup gets the node as an argument: every error return below
 	// ("return nil, err") sets the named result n to nil before deferred
 	// calls run, so reading n here would dereference nil.
@@ -200,6 +214,7 @@ func New(cfg *config.Config, opts Options) (n *Node, err error) {
 		Routes:               n.fib,
 		Host:                 host,
 		OnResolved:           n.metrics.ObserveResolution,
+		OnEvent:              n.emit,
 	}
 	if len(cfg.NHRP.AuthenticationKeys) > 0 {
 		keys := make([]nhrp.HMACKey, len(cfg.NHRP.AuthenticationKeys))
@@ -346,6 +361,8 @@ func (n *Node) Run(ctx context.Context) error {
 	}()
 	n.log.Info("dmvpn node up", "address", n.cfg.Tunnel.Address, "nbma", n.cfg.Tunnel.Source,
 		"transport", n.cfg.Tunnel.Transport, "role", n.Role())
+	n.hooks.Start()
+	n.emit(events.Event{Time: n.clk.Now(), Type: events.NodeUp, Reason: n.Role()})
 	n.engine.Start(n.clk.Now())
 
 	var runErr error
@@ -365,6 +382,7 @@ loop:
 			break loop
 		case runErr = <-errc:
 			n.log.Error("data plane stopped", "err", runErr)
+			n.emit(events.Event{Time: n.clk.Now(), Type: events.Error, Reason: "data plane stopped: " + runErr.Error()})
 			break loop
 		case <-n.wake:
 			n.engine.Tick(n.clk.Now())
@@ -384,6 +402,9 @@ loop:
 	n.engine.Shutdown(n.clk.Now())
 	n.closeAll()
 	wg.Wait()
+	n.emit(events.Event{Time: n.clk.Now(), Type: events.NodeDown})
+	n.bus.Close() // event streams end once they have sent the last events
+	n.hooks.Close(hookGrace)
 	n.log.Info("dmvpn node down")
 	return runErr
 }

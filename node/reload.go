@@ -56,6 +56,7 @@ func liveOnly(c *config.Config) config.Config {
 	x := *c
 	x.LogLevel, x.LogLevels = 0, nil
 	x.Routes = nil
+	x.Hooks = nil
 	h := &x.NHRP
 	h.Holdtime, h.RegistrationTimeout, h.MaxHoldtime = 0, 0, 0
 	h.Authentication, h.AuthenticationKeys, h.AuthenticationMaxSkew = "", nil, 0
@@ -92,7 +93,7 @@ func (n *Node) Apply(cfg *config.Config) ([]string, error) {
 		}
 	}
 	if len(fixed) == 0 && !reflect.DeepEqual(liveOnly(old), liveOnly(cfg)) {
-		fixed = append(fixed, "a setting that cannot change live (metrics, hooks, or another field added since)")
+		fixed = append(fixed, "a setting that cannot change live (metrics, or another field added since)")
 	}
 	if len(fixed) > 0 {
 		err := fmt.Errorf("reload refused, still running the previous configuration: %w: %s", ErrNotLive, strings.Join(fixed, "; "))
@@ -100,6 +101,11 @@ func (n *Node) Apply(cfg *config.Config) ([]string, error) {
 		return nil, err
 	}
 
+	hooksChanged, applyHooks, err := n.applyHooks(old, cfg)
+	if err != nil {
+		n.log.Error("reload refused", "config", n.opts.ConfigPath, "err", err)
+		return nil, err
+	}
 	live, err := engineLive(old, cfg)
 	if err != nil {
 		return nil, err
@@ -114,6 +120,9 @@ func (n *Node) Apply(cfg *config.Config) ([]string, error) {
 	}
 	n.plane.SetNHS(nhs)
 	changed = append(changed, n.applyRoutes(old.Routes, cfg.Routes)...)
+	if applyHooks(); hooksChanged != "" {
+		changed = append(changed, hooksChanged)
+	}
 	if old.LogLevel != cfg.LogLevel || !maps.Equal(old.LogLevels, cfg.LogLevels) {
 		if n.opts.Levels != nil {
 			n.opts.Levels.Set(cfg.LogLevel, cfg.LogLevels)

@@ -133,6 +133,7 @@ func (n *Node) Stats() api.Stats {
 		},
 		NHRPDropped: dropped,
 		Underlay:    n.underlayStats(),
+		Events:      n.eventStats(),
 	}
 }
 

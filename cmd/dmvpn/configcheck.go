@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -69,6 +70,9 @@ restart (the systemd unit runs it as ExecStartPre) or in CI.`,
 // or every error and a count on errOut. It reports whether the file is valid.
 func checkConfig(out, errOut io.Writer, file string) bool {
 	cfg, err := config.Load(file)
+	if err == nil {
+		err = cfg.ResolveHooks() // as dmvpn run does at start-up
+	}
 	if err != nil {
 		errs := splitErrors(err)
 		for _, e := range errs {
@@ -83,7 +87,30 @@ func checkConfig(out, errOut io.Writer, file string) bool {
 	}
 	fmt.Fprintf(out, "%s: ok\n", file)
 	fmt.Fprintf(out, "  %s\n", configSummary(cfg))
+	for i, h := range cfg.Hooks {
+		fmt.Fprintf(out, "  %s\n", hookSummary(i, h))
+	}
 	return true
+}
+
+// hookSummary is one line per hook: what it runs for, the program found
+// (and how), its timeout.
+//
+//	hooks[0]: shortcut-up, shortcut-down: /usr/bin/logger (logger, found on PATH) -t dmvpn, timeout 10s
+func hookSummary(i int, h config.Hook) string {
+	on := "every event"
+	if len(h.Events) > 0 {
+		on = strings.Join(h.Events, ", ")
+	}
+	prog := h.Path
+	if h.Path != h.Command[0] {
+		prog += " (" + h.Command[0] + ", found on PATH)"
+	}
+	args := ""
+	for _, a := range h.Command[1:] {
+		args += " " + strconv.Quote(a)
+	}
+	return fmt.Sprintf("hooks[%d]: %s: %s%s, timeout %s", i, on, prog, args, h.Timeout)
 }
 
 // splitErrors returns the errors joined in err (config.Parse joins one per

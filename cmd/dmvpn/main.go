@@ -41,7 +41,8 @@ GRE-in-UDP). One YAML file per node configures it (docs/CONFIG.md).
 "dmvpn run" runs a node in the foreground (packaging/systemd/dmvpn@.service
 runs /etc/dmvpn/NAME.yaml as the service dmvpn@NAME); "dmvpn show" and
 "dmvpn clear" talk to a running node over its API socket, "dmvpn capture"
-writes its packets to a pcapng file (Wireshark, tshark); "dmvpn config
+writes its packets to a pcapng file (Wireshark, tshark), "dmvpn events"
+streams what happens (NHS up/down, registrations, shortcuts, purges); "dmvpn config
 check" validates a config without starting anything; "dmvpn lab" builds a
 demonstration hub and spokes in network namespaces. "dmvpn help COMMAND"
 describes each command, "dmvpn completion SHELL" prints a shell completion
@@ -56,7 +57,7 @@ script.`,
 	}
 	root.SetOut(stdout)
 	root.SetErr(stderr)
-	root.AddCommand(newRunCmd(), newShowCmd(), newClearCmd(), newReloadCmd(), newCaptureCmd(), newConfigCmd(), newLabCmd(), newVersionCmd())
+	root.AddCommand(newRunCmd(), newShowCmd(), newClearCmd(), newReloadCmd(), newCaptureCmd(), newEventsCmd(), newConfigCmd(), newLabCmd(), newVersionCmd())
 	addCompletionCmd(root)
 	return root
 }

@@ -34,6 +34,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/dmvpn/dmvpn/events"
 	"github.com/dmvpn/dmvpn/fib"
 	"github.com/dmvpn/dmvpn/internal/ratelog"
 	"github.com/dmvpn/dmvpn/localroute"
@@ -120,6 +121,13 @@ type Config struct {
 	// resolution's answer is installed, with the time since its request
 	// was first sent (metrics); may be nil. It must not call the engine.
 	OnResolved func(took time.Duration)
+	// OnEvent is called, under the engine's lock, for each state change
+	// worth telling an operator (package events: NHS up/down/refused,
+	// registrations accepted/refused/expired/removed, shortcuts up/down,
+	// purges); never for a refresh. It must not block or call the
+	// engine; may be nil. Time is the engine's now (zero from the
+	// cache's eviction hook: the listener stamps it).
+	OnEvent func(events.Event)
 	// Seed seeds the request-ID generator (tests); zero: crypto/rand.
 	Seed [32]byte
 }
@@ -281,6 +289,7 @@ func New(cfg Config, c *cache.Cache, s Sender, log *slog.Logger) (*Engine, error
 	// and so does this hook.
 	c.OnEvict(func(gone cache.Entry) {
 		if gone.Type == cache.Resolved {
+			e.shortcutDown(time.Time{}, gone, "evicted: the NHRP cache is full")
 			e.dropRoutesVia(gone.Protocol)
 		}
 	})
@@ -364,10 +373,12 @@ func (e *Engine) Tick(now time.Time) time.Time {
 		e.stats.ExpiredEntries++
 		switch gone.Type {
 		case cache.Resolved:
+			e.shortcutDown(now, gone, "expired")
 			e.dropRoutesVia(gone.Protocol)
 			e.rlog.Info(now, "nhrp: shortcut expired", "peer", gone.Protocol, "nbma", gone.NBMA)
 		case cache.Dynamic:
 			e.cancelProbe(gone.Protocol)
+			e.emit(now, events.RegistrationExpired, gone.Protocol, gone.NBMA, "", "holding time ran out without a refresh", 0)
 			e.purgeHolders(now, gone.Protocol, uint8(gone.Protocol.BitLen()))
 			e.rlog.Info(now, "nhrp: registration expired", "protocol", gone.Protocol, "nbma", gone.NBMA)
 		}
@@ -446,6 +457,7 @@ func (e *Engine) Shutdown(now time.Time) {
 		p.CIEs = append(p.CIEs[:0], nhrp.CIE{PrefixLength: uint8(e.cfg.Address.Addr().BitLen()), Protocol: e.cfg.Address.Addr()})
 		e.appendAuthAndEnd(p)
 		e.transmit(now, n.NBMA, n.Transport)
+		e.emit(now, events.PurgeSent, e.self(), n.NBMA, "", "deregistering: shutting down", 0)
 		e.setState(now, n, StateDown, "shut down")
 	}
 }
@@ -529,6 +541,13 @@ func (e *Engine) isNHSAddr(a netip.Addr) bool {
 }
 
 func (e *Engine) setState(now time.Time, n *nhsState, state, why string) {
+	e.setStateCode(now, n, state, why, 0)
+}
+
+// setStateCode is setState with the NHRP code that caused it (a refusal's
+// CIE code, an Error Indication's code), for the event it emits.
+func (e *Engine) setStateCode(now time.Time, n *nhsState, state, why string, code int) {
+	old := n.State
 	if n.State != state {
 		n.Since = now
 	}
@@ -536,6 +555,9 @@ func (e *Engine) setState(now time.Time, n *nhsState, state, why string) {
 	n.LastError = why
 	up := state == StateUp
 	e.cache.Update(n.Protocol, func(c *cache.Entry) { c.Up = up })
+	if old != state {
+		e.nhsEvent(now, n, old, why, code)
+	}
 }
 
 // newPacket prepares e.tx as a packet we originate towards dst.

@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"time"
 
+	"github.com/dmvpn/dmvpn/events"
 	"github.com/dmvpn/dmvpn/nhrp"
 	"github.com/dmvpn/dmvpn/nhrp/cache"
 	"github.com/dmvpn/dmvpn/nhrp/replay"
@@ -213,6 +214,10 @@ func (e *Engine) setNHS(now time.Time, want []NHS, note func(string, ...any)) {
 			p.CIEs = append(p.CIEs[:0], nhrp.CIE{PrefixLength: uint8(e.self().BitLen()), Protocol: e.self()})
 			e.appendAuthAndEnd(p)
 			e.transmit(now, n.NBMA, n.Transport)
+			e.emit(now, events.PurgeSent, e.self(), n.NBMA, "", "deregistering: NHS removed by a reload", 0)
+		}
+		if n.State == StateUp {
+			e.emit(now, events.NHSDown, n.Protocol, n.NBMA, "", "removed from the configuration (reload)", 0)
 		}
 		if c, ok := e.cache.Get(n.Protocol); ok && c.Type == cache.Static && c.NHS {
 			e.cache.Delete(n.Protocol)

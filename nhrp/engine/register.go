@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"time"
 
+	"github.com/dmvpn/dmvpn/events"
 	"github.com/dmvpn/dmvpn/nhrp"
 	"github.com/dmvpn/dmvpn/nhrp/cache"
 	"github.com/dmvpn/dmvpn/underlay"
@@ -111,7 +112,7 @@ func (e *Engine) handleRegistrationReply(now time.Time, from netip.AddrPort, rep
 		granted = c.HoldingTime
 	}
 	if code != nhrp.CodeSuccess {
-		e.setState(now, n, StateRefused, fmt.Sprintf("NHS refused registration: %v (code %d)", code, code))
+		e.setStateCode(now, n, StateRefused, fmt.Sprintf("NHS refused registration: %v (code %d)", code, code), int(code))
 		e.rlog.Log(now, slog.LevelError, "nhrp: registration refused by NHS", "nhs", n.Protocol, "nbma", n.NBMA, "code", uint8(code), "reason", code.String())
 		n.Attempts = 3 // back off before trying again
 		n.nextAt = now.Add(backoff(n.Attempts, e.cfg.RegistrationInterval))
@@ -198,6 +199,13 @@ func (e *Engine) handleRegistrationRequest(now time.Time, from netip.AddrPort, t
 			}
 			if !refresh {
 				e.rlog.Info(now, "nhrp: registered", "protocol", src, "nbma", from, "claimed", req.SrcNBMA, "nat", natted, "holdtime", granted)
+				if e.cfg.OnEvent != nil {
+					reason := ""
+					if natted {
+						reason = "behind NAT: claims " + req.SrcNBMA.String()
+					}
+					e.emit(now, events.RegistrationAccepted, src, from, "", reason, 0)
+				}
 			}
 			e.stats.RegistrationsAccepted++
 		}
@@ -205,6 +213,7 @@ func (e *Engine) handleRegistrationRequest(now time.Time, from netip.AddrPort, t
 	if code != nhrp.CodeSuccess {
 		e.stats.RegistrationsRefused++
 		e.rlog.Warn(now, "nhrp: registration refused", "protocol", src, "nbma", from, "code", code, "why", why)
+		e.emit(now, events.RegistrationRefused, src, from, "", why, int(code))
 	}
 
 	// The reply: the request with the result and the holding time granted
@@ -246,6 +255,13 @@ func (e *Engine) handlePurgeRequest(now time.Time, from netip.AddrPort, t underl
 	if len(cies) > maxPurgeCIEs {
 		cies = cies[:maxPurgeCIEs]
 	}
+	if e.cfg.OnEvent != nil && len(cies) > 0 {
+		why := ""
+		if len(req.CIEs) > 1 {
+			why = fmt.Sprintf("purges %d addresses", len(req.CIEs))
+		}
+		e.emit(now, events.PurgeReceived, cies[0].Protocol, from, "", why, 0)
+	}
 	for _, c := range cies {
 		addr := c.Protocol
 		if !addr.IsValid() {
@@ -272,7 +288,7 @@ func (e *Engine) handlePurgeRequest(now time.Time, from netip.AddrPort, t underl
 				e.drop(now, DropNotOwner, from, "purge of a shortcut by a third party")
 				continue
 			}
-			e.dropShortcut(addr)
+			e.dropShortcut(now, addr, "purged by "+nbmaString(from))
 			e.rlog.Info(now, "nhrp: purged", "protocol", addr, "type", old.Type, "nbma", old.NBMA, "by", from)
 		case cache.Negative, cache.Incomplete:
 			if e.isNHS(from) {
@@ -335,6 +351,7 @@ func (e *Engine) probeTimer(now time.Time, addr netip.Addr) {
 	e.cancelProbe(addr)
 	if old, ok := e.cache.Get(addr); ok && old.Type == cache.Dynamic && old.NBMA == p.ep {
 		e.cache.Delete(addr)
+		e.emit(now, events.RegistrationRemoved, addr, p.ep, "", p.why+"; the registrant no longer answers", 0)
 		e.purgeHolders(now, addr, uint8(addr.BitLen()))
 		e.rlog.Info(now, "nhrp: purged", "protocol", addr, "type", cache.Dynamic, "nbma", p.ep, "request", p.why,
 			"verified", "the registrant no longer answers")
@@ -405,7 +422,7 @@ func (e *Engine) handleErrorIndication(now time.Time, from netip.AddrPort, ei *n
 			return
 		}
 		n.reqID = 0
-		e.setState(now, n, StateError, fmt.Sprintf("NHS sent Error Indication: %v (code %d)", code, uint16(code)))
+		e.setStateCode(now, n, StateError, fmt.Sprintf("NHS sent Error Indication: %v (code %d)", code, uint16(code)), int(code))
 		e.rlog.Log(now, slog.LevelError, "nhrp: error indication from NHS", "nhs", n.Protocol, "nbma", n.NBMA, "code", uint16(code), "reason", code.String())
 		n.Attempts = max(n.Attempts, 3)
 		n.nextAt = now.Add(backoff(n.Attempts, e.cfg.RegistrationInterval))

@@ -5,6 +5,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/dmvpn/dmvpn/events"
 	"github.com/dmvpn/dmvpn/fib"
 	"github.com/dmvpn/dmvpn/gre"
 	"github.com/dmvpn/dmvpn/internal/inet"
@@ -168,7 +169,7 @@ func (e *Engine) shortcutProbeTimer(now time.Time, peer netip.Addr) {
 		return
 	}
 	e.rlog.Warn(now, "nhrp: direct path passes no traffic, falling back to the hub", "peer", c.Protocol, "nbma", c.NBMA)
-	e.dropShortcut(c.Protocol)
+	e.dropShortcut(now, c.Protocol, "dead: the direct path passed no traffic within 3s, back to the hub")
 	if c.Target.IsValid() {
 		_ = e.cache.Put(cache.Entry{Protocol: c.Target, Type: cache.Negative, Created: now, Expires: now.Add(negativeHold)})
 	}
@@ -223,9 +224,11 @@ func (e *Engine) failResolution(now time.Time, target netip.Addr, why string) {
 	e.rlog.Info(now, "nhrp: resolution failed, traffic stays on the hub path", "target", target, "why", why)
 }
 
-// dropShortcut removes a resolved mapping and every route through it.
-func (e *Engine) dropShortcut(owner netip.Addr) {
+// dropShortcut removes a resolved mapping and every route through it; why
+// goes in the shortcut-down event (now may be zero: the listener stamps it).
+func (e *Engine) dropShortcut(now time.Time, owner netip.Addr, why string) {
 	if old, ok := e.cache.Get(owner); ok && old.Type == cache.Resolved {
+		e.shortcutDown(now, old, why)
 		e.cache.Delete(owner)
 	}
 	e.dropRoutesVia(owner)
@@ -562,6 +565,7 @@ func (e *Engine) installPeer(now time.Time, proto netip.Addr, ep netip.AddrPort,
 			entry.Target = old.Target
 		}
 	} else if existed && old.Type == cache.Resolved {
+		e.shortcutDown(now, old, "moved to "+nbmaString(ep))
 		e.dropRoutesVia(proto) // it moved: its old routes pointed at a dead path
 	}
 	if direct && entry.LastRx == nil {
@@ -637,6 +641,10 @@ func (e *Engine) handleResolutionReply(now time.Time, from netip.AddrPort, t und
 	ep, pt := e.reachAt(direct, from, t, natAddr, c.NBMA)
 	hold := e.capHold(c.HoldingTime)
 	e.removePending(p.target)
+	// A shortcut in use being refreshed is no news; a new one, or a new
+	// route through a known one, is.
+	old, had := e.cache.Get(owner)
+	wasUp := had && old.Type == cache.Resolved && old.Target.IsValid() && old.NBMA == ep
 	if !e.installPeer(now, owner, ep, pt, c.NBMA, natAddr.IsValid() || (direct && from.Addr() != c.NBMA), direct, hold, p.target) {
 		// Nowhere to put it (or a registration holds the address): stay
 		// on the hub path, and do not ask again at once.
@@ -646,17 +654,24 @@ func (e *Engine) handleResolutionReply(now time.Time, from netip.AddrPort, t und
 	if old, ok := e.cache.Get(p.target); ok && old.Type == cache.Incomplete {
 		e.cache.Delete(p.target)
 	}
+	newRoute, route := false, ""
 	if !e.subnet.Contains(p.target) && (owner != p.target || bits < p.target.BitLen()) {
 		// Phase 3: a shortcut route for the owner's prefix; it beats the
 		// hub's summary by longest match. (A tunnel address, phase 2,
 		// needs only the mapping: whatever prefix length the owner put in
 		// its answer, no route goes into the connected subnet.)
+		_, known := e.shortcuts[owner][prefix]
 		if !e.addShortcutRoute(prefix, owner) {
 			e.stats.Dropped[DropCacheFull]++
+		} else {
+			newRoute, route = !known, prefix.String()
 		}
 	}
 	e.rlog.Info(now, "nhrp: shortcut up", "target", p.target, "prefix", prefix, "via", owner, "nbma", ep, "transport", pt,
 		"took", now.Sub(p.started))
+	if !wasUp || newRoute {
+		e.emit(now, events.ShortcutUp, owner, ep, route, "resolved "+p.target.String(), 0)
+	}
 	if e.cfg.OnResolved != nil {
 		e.cfg.OnResolved(now.Sub(p.started))
 	}
@@ -799,6 +814,7 @@ func (e *Engine) sendPurge(now time.Time, to netip.AddrPort, t underlay.Transpor
 	e.appendAuthAndEnd(p)
 	e.stats.PurgesSent++
 	e.transmit(now, to, t)
+	e.emit(now, events.PurgeSent, addr, to, "", "", 0)
 }
 
 // ClearShortcuts forgets every resolved, negative and incomplete mapping
@@ -815,7 +831,7 @@ func (e *Engine) ClearShortcuts() int {
 	for _, c := range e.cache.All() { // an operator command, not an event
 		switch c.Type {
 		case cache.Resolved, cache.Negative, cache.Incomplete:
-			e.dropShortcut(c.Protocol)
+			e.dropShortcut(time.Time{}, c.Protocol, "cleared (clear nhrp)")
 			e.cache.Delete(c.Protocol)
 			n++
 		}
