@@ -229,7 +229,7 @@ func (p *Plane) greLen() int {
 func (p *Plane) SendNHRP(to netip.AddrPort, t underlay.Transport, pkt []byte) {
 	c, ok := p.conns[t]
 	if !ok {
-		p.log.Warn("dataplane: no underlay for transport", "transport", t, "to", to)
+		p.log.Warn("no underlay for transport", "transport", t, "to", to)
 		return
 	}
 	bp := p.ctlPool.Get().(*[]byte)
@@ -251,7 +251,7 @@ func (p *Plane) SendNHRP(to netip.AddrPort, t underlay.Transport, pkt []byte) {
 	}
 	if _, err := c.WriteBatch(d[:]); err != nil {
 		p.c.writeErrors.Add(1)
-		p.log.Debug("dataplane: send NHRP", "to", to, "err", err)
+		p.log.Debug("send NHRP", "to", to, "err", err)
 		return
 	}
 	p.c.controlTx.Add(1)
@@ -355,7 +355,7 @@ func (p *Plane) flush(b *batch) {
 		if err != nil {
 			p.c.writeErrors.Add(uint64(len(ds) - n))
 			if !errors.Is(err, net.ErrClosed) {
-				p.log.Debug("dataplane: underlay write", "transport", t, "err", err)
+				p.log.Debug("underlay write", "transport", t, "err", err)
 			}
 		}
 		clear(ds)
@@ -556,7 +556,7 @@ func (p *Plane) RunUnderlay(c underlay.Conn) error {
 			}
 			if _, err := p.dev.Write(toTun, tunOffset); err != nil {
 				p.c.writeErrors.Add(1)
-				p.log.Debug("dataplane: overlay write", "err", err)
+				p.log.Debug("overlay write", "err", err)
 			} else {
 				p.c.overlayTx.Add(uint64(len(toTun)))
 			}
@@ -655,5 +655,5 @@ func (p *Plane) warnKey(peer netip.AddrPort, h gre.Header) {
 	if p.cfg.KeyPresent {
 		want = fmt.Sprint(p.cfg.Key)
 	}
-	p.log.Warn("dataplane: dropping GRE packets with the wrong tunnel key", "from", peer, "key", got, "expected", want)
+	p.log.Warn("dropping GRE packets with the wrong tunnel key", "from", peer, "key", got, "expected", want)
 }

@@ -273,7 +273,7 @@ func TestPhase1StoppedSpokeLeavesHub(t *testing.T) {
 		t.Fatalf("spoke1 not purged from the hub within 4s of its stop: %v", err)
 	}
 	t.Logf("spoke1 purged from the hub %v after the stop began", time.Since(t0).Round(time.Millisecond))
-	if line, err := e.logHas(lab.Hub, 2*time.Second, "nhrp: purged", "protocol=10.0.0.11"); err != nil {
+	if line, err := e.logHas(lab.Hub, 2*time.Second, "msg=purged", "component=nhrp", "protocol=10.0.0.11"); err != nil {
 		t.Error(err)
 	} else {
 		t.Logf("hub log: %s", line)

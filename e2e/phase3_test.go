@@ -64,7 +64,7 @@ func TestPhase3SpokeToSpokeGoesDirect(t *testing.T) {
 		t.Logf("the hub relayed %d packets and sent %d Traffic Indications before the shortcuts", h1-h0, n)
 	}
 	for _, n := range []string{lab.Spoke1, lab.Spoke2} {
-		if line, err := e.logHas(n, 2*time.Second, "nhrp: shortcut up"); err != nil {
+		if line, err := e.logHas(n, 2*time.Second, `msg="shortcut up"`, "component=nhrp"); err != nil {
 			t.Error(err)
 		} else {
 			t.Logf("%s log: %s", n, line)
@@ -184,7 +184,7 @@ func TestPhase3IdleShortcutExpires(t *testing.T) {
 	if idle := gone.Sub(tStop); idle > 2*phase3Hold+time.Second {
 		t.Errorf("the idle shortcut lasted %v after the last traffic; want at most about twice its holding time %v", idle, phase3Hold)
 	}
-	if line, err := e.logHas(lab.Spoke1, 2*time.Second, "nhrp: shortcut expired", "peer=10.0.0.12"); err != nil {
+	if line, err := e.logHas(lab.Spoke1, 2*time.Second, `msg="shortcut expired"`, "component=nhrp", "peer=10.0.0.12"); err != nil {
 		t.Error(err)
 	} else {
 		t.Logf("spoke1 log: %s", line)
@@ -234,7 +234,7 @@ func (e *env) stopSpoke2Purged() time.Duration {
 		e.t.Fatalf("spoke2 stopped (in %v); %v s later: %v", stopped.Round(time.Millisecond), purgeLimit, err)
 	}
 	e.t.Logf("spoke1 dropped its shortcut to spoke2 %v after spoke2's stop began (the stop took %v)", took.Round(time.Millisecond), stopped.Round(time.Millisecond))
-	if line, err := e.logSince(lab.Spoke1, off, 2*time.Second, "nhrp: purged", "protocol=10.0.0.12"); err != nil {
+	if line, err := e.logSince(lab.Spoke1, off, 2*time.Second, "msg=purged", "component=nhrp", "protocol=10.0.0.12"); err != nil {
 		e.t.Error(err)
 	} else {
 		e.t.Logf("spoke1 log: %s", line)

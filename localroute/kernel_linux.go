@@ -55,7 +55,7 @@ func NewKernel(ctx context.Context, tunIndex int, log *slog.Logger) (*Kernel, er
 					}
 				}
 				if err := k.reload(); err != nil {
-					log.Warn("localroute: reload", "err", err)
+					log.Warn("reload", "err", err)
 				}
 			}
 		}

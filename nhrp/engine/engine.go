@@ -356,7 +356,7 @@ func (e *Engine) Tick(now time.Time) time.Time {
 	for _, n := range e.nhs {
 		if n.State == StateUp && !n.Expires.IsZero() && !now.Before(n.Expires) {
 			e.setState(now, n, StateDown, "registration expired without a successful refresh")
-			e.log.Warn("nhrp: registration with NHS lost", "nhs", n.Protocol, "nbma", n.NBMA)
+			e.log.Warn("registration with NHS lost", "nhs", n.Protocol, "nbma", n.NBMA)
 		}
 		if !now.Before(n.nextAt) {
 			e.register(now, n)
@@ -375,12 +375,12 @@ func (e *Engine) Tick(now time.Time) time.Time {
 		case cache.Resolved:
 			e.shortcutDown(now, gone, "expired")
 			e.dropRoutesVia(gone.Protocol)
-			e.rlog.Info(now, "nhrp: shortcut expired", "peer", gone.Protocol, "nbma", gone.NBMA)
+			e.rlog.Info(now, "shortcut expired", "peer", gone.Protocol, "nbma", gone.NBMA)
 		case cache.Dynamic:
 			e.cancelProbe(gone.Protocol)
 			e.emit(now, events.RegistrationExpired, gone.Protocol, gone.NBMA, "", "holding time ran out without a refresh", 0)
 			e.purgeHolders(now, gone.Protocol, uint8(gone.Protocol.BitLen()))
-			e.rlog.Info(now, "nhrp: registration expired", "protocol", gone.Protocol, "nbma", gone.NBMA)
+			e.rlog.Info(now, "registration expired", "protocol", gone.Protocol, "nbma", gone.NBMA)
 		}
 	}
 	return e.nextDeadline()
@@ -495,7 +495,7 @@ func (e *Engine) nextReqID() uint32 {
 
 func (e *Engine) drop(now time.Time, r DropReason, from netip.AddrPort, why string) {
 	e.stats.Dropped[r]++
-	e.rlog.Debug(now, "nhrp: dropped "+r.String(), "from", from, "why", why)
+	e.rlog.Debug(now, "dropped "+r.String(), "from", from, "why", why)
 }
 
 func (e *Engine) self() netip.Addr { return e.cfg.Address.Addr() }
@@ -585,18 +585,18 @@ func (e *Engine) appendAuthAndEnd(p *nhrp.Packet) {
 func (e *Engine) transmit(now time.Time, to netip.AddrPort, t underlay.Transport) {
 	if e.cfg.MaxSend.valid() && !e.sendLimit.take(now, e.cfg.MaxSend) {
 		e.stats.Dropped[DropSendLimited]++
-		e.rlog.Warn(now, "nhrp: max-send reached, not sending", "type", e.tx.Type, "to", to)
+		e.rlog.Warn(now, "max-send reached, not sending", "type", e.tx.Type, "to", to)
 		return
 	}
 	b, err := e.tx.AppendEncode(e.buf[:0])
 	if err != nil {
-		e.rlog.Warn(now, "nhrp: encode", "type", e.tx.Type, "err", err)
+		e.rlog.Warn(now, "encode", "type", e.tx.Type, "err", err)
 		return
 	}
 	e.buf = b[:0]
 	if e.hmac != nil && e.tx.Type != nhrp.TypeErrorIndication {
 		if err := e.hmac.Sign(b, e.seq.Next(now)); err != nil {
-			e.rlog.Warn(now, "nhrp: signing", "type", e.tx.Type, "err", err)
+			e.rlog.Warn(now, "signing", "type", e.tx.Type, "err", err)
 			return
 		}
 	}
@@ -622,7 +622,7 @@ func (e *Engine) HandlePacket(now time.Time, from netip.AddrPort, t underlay.Tra
 		var de *nhrp.DecodeError
 		e.stats.Malformed++
 		e.stats.Dropped[DropMalformed]++
-		e.rlog.Debug(now, "nhrp: malformed packet", "from", from, "err", err)
+		e.rlog.Debug(now, "malformed packet", "from", from, "err", err)
 		if errors.As(err, &de) && de.Code != 0 && p.Type != nhrp.TypeErrorIndication {
 			e.sendErrorIndication(now, from, t, b, nhrp.ErrorCode(de.Code), de.Offset)
 		}
@@ -647,7 +647,7 @@ func (e *Engine) HandlePacket(now time.Time, from netip.AddrPort, t underlay.Tra
 		if r, why := e.verifyHMAC(now, b); why != nil {
 			e.stats.AuthFailures++
 			e.stats.Dropped[r]++
-			e.rlog.Warn(now, "nhrp: keyed authentication failure", "from", from, "type", p.Type, "src", p.SrcProto, "err", why)
+			e.rlog.Warn(now, "keyed authentication failure", "from", from, "type", p.Type, "src", p.SrcProto, "err", why)
 			if r == DropAuth {
 				e.sendErrorIndication(now, from, t, b, nhrp.ErrAuthenticationFailure, e.authOffset(p))
 			}
@@ -656,7 +656,7 @@ func (e *Engine) HandlePacket(now time.Time, from netip.AddrPort, t underlay.Tra
 	} else if p.Type != nhrp.TypeErrorIndication && !e.authenticated(p) {
 		e.stats.AuthFailures++
 		e.stats.Dropped[DropAuth]++
-		e.rlog.Warn(now, "nhrp: authentication failure", "from", from, "type", p.Type, "src", p.SrcProto)
+		e.rlog.Warn(now, "authentication failure", "from", from, "type", p.Type, "src", p.SrcProto)
 		e.sendErrorIndication(now, from, t, b, nhrp.ErrAuthenticationFailure, e.authOffset(p))
 		return
 	}
@@ -674,7 +674,7 @@ func (e *Engine) HandlePacket(now time.Time, from netip.AddrPort, t underlay.Tra
 	case nhrp.TypePurgeRequest:
 		e.handlePurgeRequest(now, from, t, p)
 	case nhrp.TypePurgeReply:
-		e.rlog.Debug(now, "nhrp: purge reply", "from", from, "reqid", p.RequestID)
+		e.rlog.Debug(now, "purge reply", "from", from, "reqid", p.RequestID)
 	case nhrp.TypeErrorIndication:
 		e.handleErrorIndication(now, from, p)
 	}

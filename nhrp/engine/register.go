@@ -61,7 +61,7 @@ func (e *Engine) register(now time.Time, n *nhsState) {
 		}
 		n.Attempts++
 		if n.Attempts == 4 && n.State == StateRegistering {
-			e.log.Warn("nhrp: no reply from NHS (check reachability, tunnel key and transport); still trying",
+			e.log.Warn("no reply from NHS (check reachability, tunnel key and transport); still trying",
 				"nhs", n.Protocol, "nbma", n.NBMA, "attempts", n.Attempts-1)
 		}
 		n.nextAt = now.Add(backoff(n.Attempts, e.cfg.RegistrationInterval))
@@ -113,7 +113,7 @@ func (e *Engine) handleRegistrationReply(now time.Time, from netip.AddrPort, rep
 	}
 	if code != nhrp.CodeSuccess {
 		e.setStateCode(now, n, StateRefused, fmt.Sprintf("NHS refused registration: %v (code %d)", code, code), int(code))
-		e.rlog.Log(now, slog.LevelError, "nhrp: registration refused by NHS", "nhs", n.Protocol, "nbma", n.NBMA, "code", uint8(code), "reason", code.String())
+		e.rlog.Log(now, slog.LevelError, "registration refused by NHS", "nhs", n.Protocol, "nbma", n.NBMA, "code", uint8(code), "reason", code.String())
 		n.Attempts = 3 // back off before trying again
 		n.nextAt = now.Add(backoff(n.Attempts, e.cfg.RegistrationInterval))
 		return
@@ -123,7 +123,7 @@ func (e *Engine) handleRegistrationReply(now time.Time, from netip.AddrPort, rep
 		n.NATAddress = netip.AddrPortFrom(nat, 0)
 	}
 	if n.State != StateUp {
-		e.log.Info("nhrp: registered with NHS", "nhs", n.Protocol, "nbma", n.NBMA, "nat", n.NATAddress.IsValid())
+		e.log.Info("registered with NHS", "nhs", n.Protocol, "nbma", n.NBMA, "nat", n.NATAddress.IsValid())
 	}
 	e.setState(now, n, StateUp, "")
 	// The NHS may grant less than we asked for: refresh in time for what
@@ -198,7 +198,7 @@ func (e *Engine) handleRegistrationRequest(now time.Time, from netip.AddrPort, t
 				e.dropRoutesVia(src) // a resolved mapping it replaces
 			}
 			if !refresh {
-				e.rlog.Info(now, "nhrp: registered", "protocol", src, "nbma", from, "claimed", req.SrcNBMA, "nat", natted, "holdtime", granted)
+				e.rlog.Info(now, "registered", "protocol", src, "nbma", from, "claimed", req.SrcNBMA, "nat", natted, "holdtime", granted)
 				if e.cfg.OnEvent != nil {
 					reason := ""
 					if natted {
@@ -212,7 +212,7 @@ func (e *Engine) handleRegistrationRequest(now time.Time, from netip.AddrPort, t
 	}
 	if code != nhrp.CodeSuccess {
 		e.stats.RegistrationsRefused++
-		e.rlog.Warn(now, "nhrp: registration refused", "protocol", src, "nbma", from, "code", code, "why", why)
+		e.rlog.Warn(now, "registration refused", "protocol", src, "nbma", from, "code", code, "why", why)
 		e.emit(now, events.RegistrationRefused, src, from, "", why, int(code))
 	}
 
@@ -289,7 +289,7 @@ func (e *Engine) handlePurgeRequest(now time.Time, from netip.AddrPort, t underl
 				continue
 			}
 			e.dropShortcut(now, addr, "purged by "+nbmaString(from))
-			e.rlog.Info(now, "nhrp: purged", "protocol", addr, "type", old.Type, "nbma", old.NBMA, "by", from)
+			e.rlog.Info(now, "purged", "protocol", addr, "type", old.Type, "nbma", old.NBMA, "by", from)
 		case cache.Negative, cache.Incomplete:
 			if e.isNHS(from) {
 				e.cache.Delete(addr)
@@ -353,7 +353,7 @@ func (e *Engine) probeTimer(now time.Time, addr netip.Addr) {
 		e.cache.Delete(addr)
 		e.emit(now, events.RegistrationRemoved, addr, p.ep, "", p.why+"; the registrant no longer answers", 0)
 		e.purgeHolders(now, addr, uint8(addr.BitLen()))
-		e.rlog.Info(now, "nhrp: purged", "protocol", addr, "type", cache.Dynamic, "nbma", p.ep, "request", p.why,
+		e.rlog.Info(now, "purged", "protocol", addr, "type", cache.Dynamic, "nbma", p.ep, "request", p.why,
 			"verified", "the registrant no longer answers")
 	}
 }
@@ -366,7 +366,7 @@ func (e *Engine) probeAnswered(now time.Time, from netip.AddrPort, p *probe) {
 	}
 	e.cancelProbe(p.addr)
 	e.stats.ProbesRefuted++
-	e.rlog.Warn(now, "nhrp: registrant is alive; ignoring a purge or move it did not send", "protocol", p.addr, "nbma", p.ep, "request", p.why)
+	e.rlog.Warn(now, "registrant is alive; ignoring a purge or move it did not send", "protocol", p.addr, "nbma", p.ep, "request", p.why)
 }
 
 func (e *Engine) cancelProbe(addr netip.Addr) {
@@ -423,7 +423,7 @@ func (e *Engine) handleErrorIndication(now time.Time, from netip.AddrPort, ei *n
 		}
 		n.reqID = 0
 		e.setStateCode(now, n, StateError, fmt.Sprintf("NHS sent Error Indication: %v (code %d)", code, uint16(code)), int(code))
-		e.rlog.Log(now, slog.LevelError, "nhrp: error indication from NHS", "nhs", n.Protocol, "nbma", n.NBMA, "code", uint16(code), "reason", code.String())
+		e.rlog.Log(now, slog.LevelError, "error indication from NHS", "nhs", n.Protocol, "nbma", n.NBMA, "code", uint16(code), "reason", code.String())
 		n.Attempts = max(n.Attempts, 3)
 		n.nextAt = now.Add(backoff(n.Attempts, e.cfg.RegistrationInterval))
 		return

@@ -168,7 +168,7 @@ func (e *Engine) shortcutProbeTimer(now time.Time, peer netip.Addr) {
 		e.timers.schedule(timerShortcutProbe, peer, at)
 		return
 	}
-	e.rlog.Warn(now, "nhrp: direct path passes no traffic, falling back to the hub", "peer", c.Protocol, "nbma", c.NBMA)
+	e.rlog.Warn(now, "direct path passes no traffic, falling back to the hub", "peer", c.Protocol, "nbma", c.NBMA)
 	e.dropShortcut(now, c.Protocol, "dead: the direct path passed no traffic within 3s, back to the hub")
 	if c.Target.IsValid() {
 		_ = e.cache.Put(cache.Entry{Protocol: c.Target, Type: cache.Negative, Created: now, Expires: now.Add(negativeHold)})
@@ -221,7 +221,7 @@ func (e *Engine) refinedRoute(target netip.Addr, r fib.Route) netip.Prefix {
 func (e *Engine) failResolution(now time.Time, target netip.Addr, why string) {
 	e.removePending(target)
 	_ = e.cache.Put(cache.Entry{Protocol: target, Type: cache.Negative, Created: now, Expires: now.Add(negativeHold)})
-	e.rlog.Info(now, "nhrp: resolution failed, traffic stays on the hub path", "target", target, "why", why)
+	e.rlog.Info(now, "resolution failed, traffic stays on the hub path", "target", target, "why", why)
 }
 
 // dropShortcut removes a resolved mapping and every route through it; why
@@ -372,7 +372,7 @@ func (e *Engine) handleResolutionRequest(now time.Time, from netip.AddrPort, t u
 	}
 	e.reauth(fwd)
 	e.addHolder(owner.Protocol, holder{ep: from, t: t})
-	e.rlog.Debug(now, "nhrp: forwarding resolution request", "target", req.DstProto, "from", req.SrcProto, "to", owner.Protocol)
+	e.rlog.Debug(now, "forwarding resolution request", "target", req.DstProto, "from", req.SrcProto, "to", owner.Protocol)
 	e.transmit(now, owner.NBMA, owner.Transport)
 }
 
@@ -419,7 +419,7 @@ func (e *Engine) negativeReply(now time.Time, from netip.AddrPort, t underlay.Tr
 	rep.CIEs = rep.CIEs[:0]
 	rep.CIEs = append(rep.CIEs, nhrp.CIE{Code: nhrp.CodeNoBindingExists, PrefixLength: uint8(req.DstProto.BitLen()), MTU: e.cfg.MTU})
 	e.fixReplyExtensions(rep)
-	e.rlog.Debug(now, "nhrp: no binding", "target", req.DstProto, "from", req.SrcProto)
+	e.rlog.Debug(now, "no binding", "target", req.DstProto, "from", req.SrcProto)
 	e.transmit(now, from, t)
 }
 
@@ -487,7 +487,7 @@ func (e *Engine) answerResolution(now time.Time, from netip.AddrPort, t underlay
 	if learn {
 		e.addHolder(e.self(), holder{ep: ep, t: pt})
 	}
-	e.rlog.Debug(now, "nhrp: answering resolution", "target", req.DstProto, "prefix", prefix, "requester", req.SrcProto, "to", ep)
+	e.rlog.Debug(now, "answering resolution", "target", req.DstProto, "prefix", prefix, "requester", req.SrcProto, "to", ep)
 	if natAddr.IsValid() && !direct {
 		// The requester's NAT will not let us in before it has sent to
 		// us: answer through the NHS, and send a copy straight at its
@@ -667,7 +667,7 @@ func (e *Engine) handleResolutionReply(now time.Time, from netip.AddrPort, t und
 			newRoute, route = !known, prefix.String()
 		}
 	}
-	e.rlog.Info(now, "nhrp: shortcut up", "target", p.target, "prefix", prefix, "via", owner, "nbma", ep, "transport", pt,
+	e.rlog.Info(now, "shortcut up", "target", p.target, "prefix", prefix, "via", owner, "nbma", ep, "transport", pt,
 		"took", now.Sub(p.started))
 	if !wasUp || newRoute {
 		e.emit(now, events.ShortcutUp, owner, ep, route, "resolved "+p.target.String(), 0)
@@ -753,7 +753,7 @@ func (e *Engine) handleTrafficIndication(now time.Time, from netip.AddrPort, ti 
 	if !ok {
 		return
 	}
-	e.rlog.Debug(now, "nhrp: redirected", "by", from, "destination", dst)
+	e.rlog.Debug(now, "redirected", "by", from, "destination", dst)
 	e.resolve(now, dst)
 }
 
@@ -790,7 +790,7 @@ func (e *Engine) Redirect(now time.Time, from netip.AddrPort, t underlay.Transpo
 	ti.Payload = pkt[:min(len(pkt), tiCopy)]
 	e.appendAuthAndEnd(ti)
 	e.stats.RedirectsSent++
-	e.rlog.Debug(now, "nhrp: redirect", "to", from, "source", src, "destination", dst)
+	e.rlog.Debug(now, "redirect", "to", from, "source", src, "destination", dst)
 	e.transmit(now, from, t)
 }
 
@@ -839,6 +839,6 @@ func (e *Engine) ClearShortcuts() int {
 	for owner := range e.shortcuts {
 		e.dropRoutesVia(owner)
 	}
-	e.log.Info("nhrp: cleared resolved mappings and shortcuts", "entries", n)
+	e.log.Info("cleared resolved mappings and shortcuts", "entries", n)
 	return n
 }
