@@ -71,34 +71,34 @@ type Config struct {
 	// Name identifies the node in logs and in show output. YAML name,
 	// required: 1 to 63 characters from a-z, 0-9 and '-', not starting
 	// with '-'.
-	Name string
+	Name string `yaml:"name" check:"name" required:"the node's name, e.g. name: spoke1"`
 	// LogLevel is the least severe level logged. YAML log-level: debug,
 	// info, warn or error; default info.
-	LogLevel slog.Level
+	LogLevel slog.Level `yaml:"log-level" default:"info"`
 	// LogFormat is how log lines are written to standard error: text
 	// (key=value, the default) or json (one object per line). YAML
 	// log-format.
-	LogFormat string
+	LogFormat string `yaml:"log-format" check:"log-format" default:"text"`
 	// LogLevels overrides LogLevel per component (the "component"
 	// attribute of every log line: nhrp, dataplane, node, localroute,
 	// api, metrics, events, capture). YAML log-levels, a mapping such as
 	// {nhrp: debug, dataplane: warn}; optional.
-	LogLevels map[string]slog.Level
+	LogLevels map[string]slog.Level `yaml:"log-levels"`
 	// APISocket is the path of the Unix socket that `dmvpn show` talks to.
 	// YAML api-socket; default /run/dmvpn/<name>.sock.
-	APISocket string
+	APISocket string `yaml:"api-socket" check:"api-socket" derived:"/run/dmvpn/<name>.sock"`
 	// Tunnel is the multipoint GRE interface (YAML tunnel, required).
-	Tunnel Tunnel
+	Tunnel Tunnel `yaml:"tunnel" required:"a section with at least address and source"`
 	// NHRP is the NHRP client and server configuration (YAML nhrp,
 	// required).
-	NHRP NHRP
+	NHRP NHRP `yaml:"nhrp" required:"a section with at least network-id"`
 	// Routes are static routes into the overlay (YAML routes, optional).
-	Routes []Route
+	Routes []Route `yaml:"routes" valid:"a list of routes, each with prefix and via"`
 	// Metrics configures the Prometheus endpoint (YAML metrics,
 	// optional).
-	Metrics Metrics
+	Metrics Metrics `yaml:"metrics"`
 	// Hooks run commands for events (YAML hooks, optional; see Hook).
-	Hooks []Hook
+	Hooks []Hook `yaml:"hooks" valid:"a list of hooks, each with event, command and optionally timeout" max:"64" item:"hook"`
 }
 
 // Metrics configures Prometheus metrics. `dmvpn show metrics` reads them
@@ -108,7 +108,7 @@ type Metrics struct {
 	// scraping. YAML listen, optional: an IP address and TCP port such as
 	// 127.0.0.1:9273 or [::]:9273 (port 1..65535; 0.0.0.0 or :: for every
 	// address); the zero value (the default) serves no TCP endpoint.
-	Listen netip.AddrPort
+	Listen netip.AddrPort `yaml:"listen"`
 }
 
 // IsHub reports whether the node is a hub (an NHRP server): a node that
@@ -119,28 +119,28 @@ func (c *Config) IsHub() bool { return len(c.NHRP.NHS) == 0 }
 type Tunnel struct {
 	// Device is the name of the TUN device. YAML device; default dmvpn0;
 	// at most 15 bytes, without '/', ':' or whitespace, not "." or "..".
-	Device string
+	Device string `yaml:"device" check:"device" default:"dmvpn0"`
 	// Address is this node's overlay address together with the tunnel
 	// subnet's length, e.g. 10.0.0.11/24 (Cisco "ip address" on the
 	// tunnel). YAML address, required, IPv4 or IPv6. Address.Masked() is
 	// the tunnel subnet; see Subnet.
-	Address netip.Prefix
+	Address netip.Prefix `yaml:"address" check:"tunnel-address" required:"this node's overlay address with the tunnel subnet length, e.g. address: 10.0.0.11/24"`
 	// Source is this node's NBMA (underlay) address (Cisco "tunnel
 	// source"). YAML source, required, an IP address literal.
-	Source netip.Addr
+	Source netip.Addr `yaml:"source" valid:"this node's NBMA address as an IP address literal, e.g. 198.51.100.1" required:"this node's NBMA address, e.g. source: 198.51.100.1"`
 	// Key is the GRE key (Cisco "tunnel key"), or nil for none. YAML key,
 	// optional, 0..4294967295.
-	Key *uint32
+	Key *uint32 `yaml:"key" range:"0..4294967295" valid:"an integer 0..4294967295"`
 	// MTU is the TUN device's MTU. YAML mtu; default 1400; 576..9000, and
 	// at least 1280 when Address is IPv6.
-	MTU int
+	MTU int `yaml:"mtu" range:"576..9000" valid:"an integer 576..9000, at least 1280 with an IPv6 tunnel.address" default:"1400"`
 	// Transport is how GRE is carried on the NBMA network. YAML
 	// transport: gre (IP protocol 47, IPv4 only, Cisco's wire format) or
 	// udp (GRE-in-UDP, RFC 8086); default gre.
-	Transport underlay.Transport
+	Transport underlay.Transport `yaml:"transport" default:"gre"`
 	// UDPPort is the local GRE-in-UDP port. YAML udp-port, only with
 	// transport udp; default 4754. It is 0 with transport gre.
-	UDPPort uint16
+	UDPPort uint16 `yaml:"udp-port" range:"1..65535" valid:"a UDP port 1..65535" default:"4754" default-if:"udp"`
 }
 
 // Subnet returns the tunnel subnet, Address masked to its length.
@@ -155,22 +155,22 @@ type NHRP struct {
 	// NetworkID is the NHRP network identifier (Cisco "ip nhrp
 	// network-id"). YAML network-id, required, 1..4294967295. It is
 	// local: it never goes on the wire, and it need not match other nodes.
-	NetworkID uint32
+	NetworkID uint32 `yaml:"network-id" range:"1..4294967295" valid:"an integer 1..4294967295" required:"an integer 1..4294967295, e.g. network-id: 1"`
 	// Holdtime is the holding time advertised in this node's NHRP packets
 	// (Cisco "ip nhrp holdtime"). YAML holdtime, a Go duration (600s,
 	// 10m) or an integer number of seconds; default 600s; whole seconds,
 	// 1s..65535s.
-	Holdtime time.Duration
+	Holdtime time.Duration `yaml:"holdtime" range:"1s..65535s" valid:"whole seconds from 1s to 65535s, as a duration such as 600s or 10m, or an integer number of seconds" default:"600s"`
 	// RegistrationTimeout is how often a spoke refreshes its registration
 	// with each NHS (Cisco "ip nhrp registration timeout"). YAML
 	// registration-timeout, optional, like holdtime; 0s or absent means
 	// Holdtime/3, otherwise whole seconds from 1s to less than Holdtime.
 	// After Parse it is never 0.
-	RegistrationTimeout time.Duration
+	RegistrationTimeout time.Duration `yaml:"registration-timeout" range:"1s..65534s" zero:"true" valid:"0s for holdtime/3, or whole seconds from 1s to less than nhrp.holdtime, e.g. 200s" derived:"holdtime/3"`
 	// Authentication is the NHRP authentication string, sent in plain
 	// text as Cisco does (Cisco "ip nhrp authentication"). YAML
 	// authentication, optional, 1..8 bytes; "" means none.
-	Authentication string
+	Authentication string `yaml:"authentication" check:"authentication"`
 	// AuthenticationKeys turn on keyed NHRP authentication instead of
 	// Cisco's clear text: every packet carries an RFC 2332 authentication
 	// extension with a key ID, a sequence number (the sender's clock) and
@@ -179,76 +179,76 @@ type NHRP struct {
 	// accepted (rollover). YAML authentication-keys, a list of {id:
 	// 2..65535, secret: at least 16 bytes}; not together with
 	// authentication. Every node of the cloud needs the same keys.
-	AuthenticationKeys []AuthKey
+	AuthenticationKeys []AuthKey `yaml:"authentication-keys" valid:"a list of keys, each with id (2..65535) and secret (at least 16 bytes); the first signs"`
 	// AuthenticationMaxSkew is how far a keyed packet's sequence number
 	// may be from our clock (replays older than this are refused even
 	// after a restart). YAML authentication-max-skew, 1s..1h; default 60s.
-	AuthenticationMaxSkew time.Duration
+	AuthenticationMaxSkew time.Duration `yaml:"authentication-max-skew" range:"1s..1h" valid:"a duration from 1s to 1h, e.g. 60s" default:"60s"`
 	// NHS lists the next-hop servers (hubs) this node registers with
 	// (Cisco "ip nhrp nhs ... nbma ..."). YAML nhs; empty makes the node
 	// a hub.
-	NHS []NHS
+	NHS []NHS `yaml:"nhs" valid:"a list of hubs, each with address, nbma and optionally port"`
 	// Map lists static overlay-to-NBMA mappings (Cisco "ip nhrp map").
 	// YAML map, optional.
-	Map []StaticMap
+	Map []StaticMap `yaml:"map" valid:"a list of static mappings, each with address, nbma and optionally port and multicast"`
 	// Shortcut makes this node install NHRP shortcut routes when it gets
 	// a Traffic Indication, phase 3 (Cisco "ip nhrp shortcut"). YAML
 	// shortcut; default false; normally set on spokes.
-	Shortcut bool
+	Shortcut bool `yaml:"shortcut" default:"false"`
 	// Redirect makes this node send Traffic Indications for traffic it
 	// forwards back out of the tunnel, phase 3 (Cisco "ip nhrp
 	// redirect"). YAML redirect; default false; normally set on hubs.
-	Redirect bool
+	Redirect bool `yaml:"redirect" default:"false"`
 	// Unique sets the Unique flag on registrations, so an NHS refuses a
 	// registration of the same address from another NBMA address until
 	// the old one expires (Cisco "ip nhrp registration no-unique" turns
 	// it off). YAML unique; default true.
-	Unique bool
+	Unique bool `yaml:"unique" default:"true"`
 	// MaxSend limits the NHRP control packets this node sends (Cisco "ip
 	// nhrp max-send"). YAML max-send, "PACKETS/INTERVAL" such as
 	// "10000/10s"; default 10000/10s; 1..65535 packets, interval like
 	// holdtime (1s..65535s).
-	MaxSend Rate
+	MaxSend Rate `yaml:"max-send" default:"10000/10s"`
 	// MaxReceive limits the NHRP packets accepted from one NBMA address
 	// (an NHS's excepted); the rest are dropped and counted. YAML
 	// max-receive, like max-send; default 100/1s.
-	MaxReceive Rate
+	MaxReceive Rate `yaml:"max-receive" default:"100/1s"`
 	// MaxHoldtime caps the holding time of every entry learned from a
 	// peer (registrations, resolutions), whatever the peer asks for; the
 	// Registration Reply tells the spoke what was granted. YAML
 	// max-holdtime, like holdtime; default the larger of 7200s and
 	// holdtime.
-	MaxHoldtime time.Duration
+	MaxHoldtime time.Duration `yaml:"max-holdtime" range:"1s..65535s" valid:"whole seconds from 1s to 65535s, as a duration such as 600s or 10m, or an integer number of seconds" derived:"the larger of 7200s and holdtime"`
 	// MaxEntries bounds the NHRP cache; when it is full, learned entries
 	// (shortcuts) are evicted oldest-unused first, and registrations
 	// beyond it are refused (insufficient resources). YAML max-entries,
 	// 16..10000000; default 100000.
-	MaxEntries int
+	MaxEntries int `yaml:"max-entries" range:"16..10000000" valid:"an integer 16..10000000" default:"100000"`
 	// MaxEntriesPerNBMA bounds the cache entries mapping to one NBMA
 	// address (whatever the port). YAML max-entries-per-nbma,
 	// 1..10000000; default 256.
-	MaxEntriesPerNBMA int
+	MaxEntriesPerNBMA int `yaml:"max-entries-per-nbma" range:"1..10000000" valid:"an integer 1..10000000" default:"256"`
 }
 
 // AuthKey is one key of keyed NHRP authentication.
 type AuthKey struct {
 	// ID goes on the wire (the extension's SPI): 2..65535.
-	ID uint16
+	ID uint16 `yaml:"id" range:"2..65535" valid:"an integer 2..65535 (1 is Cisco's clear-text form)" required:"an integer 2..65535, e.g. id: 2"`
 	// Secret is the HMAC key, at least 16 bytes.
-	Secret string
+	Secret string `yaml:"secret" check:"secret" required:"the HMAC key, at least 16 bytes, e.g. secret: 0123456789abcdef"`
 }
 
 // NHS is a next-hop server (hub) a spoke registers with.
 type NHS struct {
 	// Address is the NHS's overlay address. YAML address, required;
 	// inside the tunnel subnet.
-	Address netip.Addr
+	Address netip.Addr `yaml:"address" valid:"an overlay address in the tunnel subnet, e.g. 10.0.0.1" required:"the hub's overlay address, e.g. address: 10.0.0.1"`
 	// NBMA is the NHS's NBMA address. YAML nbma, required; the same
 	// address family as tunnel.source.
-	NBMA netip.Addr
+	NBMA netip.Addr `yaml:"nbma" valid:"an NBMA address as an IP address literal, e.g. 192.0.2.1" required:"the hub's NBMA address, e.g. nbma: 192.0.2.1"`
 	// Port is the NHS's GRE-in-UDP port. YAML port, only with transport
 	// udp; default 4754. It is 0 with transport gre.
-	Port uint16
+	Port uint16 `yaml:"port" range:"1..65535" valid:"a UDP port 1..65535" default:"4754" default-if:"udp"`
 }
 
 // Endpoint returns the NHS's NBMA endpoint, as underlay.Datagram.Peer
@@ -259,16 +259,16 @@ func (n NHS) Endpoint() netip.AddrPort { return netip.AddrPortFrom(n.NBMA, n.Por
 type StaticMap struct {
 	// Address is the peer's overlay address. YAML address, required;
 	// inside the tunnel subnet.
-	Address netip.Addr
+	Address netip.Addr `yaml:"address" valid:"an overlay address in the tunnel subnet, e.g. 10.0.0.1" required:"the peer's overlay address, e.g. address: 10.0.0.2"`
 	// NBMA is the peer's NBMA address. YAML nbma, required; the same
 	// address family as tunnel.source.
-	NBMA netip.Addr
+	NBMA netip.Addr `yaml:"nbma" valid:"an NBMA address as an IP address literal, e.g. 192.0.2.1" required:"the peer's NBMA address, e.g. nbma: 192.0.2.2"`
 	// Port is the peer's GRE-in-UDP port. YAML port, only with transport
 	// udp; default 4754. It is 0 with transport gre.
-	Port uint16
+	Port uint16 `yaml:"port" range:"1..65535" valid:"a UDP port 1..65535" default:"4754" default-if:"udp"`
 	// Multicast also replicates overlay multicast and broadcast to this
 	// peer (Cisco "ip nhrp map multicast"). YAML multicast; default false.
-	Multicast bool
+	Multicast bool `yaml:"multicast" default:"false"`
 }
 
 // Endpoint returns the peer's NBMA endpoint (port 0 with transport gre).
@@ -279,10 +279,10 @@ type Route struct {
 	// Prefix is the destination. YAML prefix, required; masked (no host
 	// bits), the same family as tunnel.address, not inside the tunnel
 	// subnet (that is connected).
-	Prefix netip.Prefix
+	Prefix netip.Prefix `yaml:"prefix" check:"route-prefix" required:"the destination, e.g. prefix: 10.1.0.0/16"`
 	// Via is the next hop. YAML via, required; an address on the tunnel
 	// subnet other than this node's own.
-	Via netip.Addr
+	Via netip.Addr `yaml:"via" valid:"a next hop in the tunnel subnet, e.g. 10.0.0.1" required:"the next hop on the tunnel subnet, e.g. via: 10.0.0.1"`
 }
 
 // Rate is a packet rate limit: at most Packets packets every Interval.
@@ -318,75 +318,4 @@ func Parse(filename string, data []byte) (*Config, error) {
 		return nil, err
 	}
 	return c, nil
-}
-
-// applyDefaults fills in every field the file left out. Fields that were
-// present but invalid are left alone (their error is already recorded).
-func (p *parser) applyDefaults(c *Config) {
-	if !p.has("log-level") {
-		c.LogLevel = DefaultLogLevel
-	}
-	if !p.has("log-format") {
-		c.LogFormat = "text"
-	}
-	if !p.has("api-socket") && c.Name != "" {
-		c.APISocket = DefaultSocketDir + "/" + c.Name + ".sock"
-	}
-	t := &c.Tunnel
-	if !p.has("tunnel.device") {
-		t.Device = DefaultDevice
-	}
-	if !p.has("tunnel.mtu") {
-		t.MTU = DefaultMTU
-	}
-	if !p.has("tunnel.transport") {
-		t.Transport = DefaultTransport
-	}
-	udp := t.Transport == underlay.TransportUDP
-	if udp && !p.has("tunnel.udp-port") {
-		t.UDPPort = DefaultUDPPort
-	}
-	n := &c.NHRP
-	if !p.has("nhrp.holdtime") {
-		n.Holdtime = DefaultHoldtime
-	}
-	if n.RegistrationTimeout == 0 {
-		n.RegistrationTimeout = n.Holdtime / 3
-	}
-	if !p.has("nhrp.unique") {
-		n.Unique = true
-	}
-	if !p.has("nhrp.max-send") {
-		n.MaxSend = Rate{Packets: DefaultMaxPackets, Interval: DefaultMaxPer}
-	}
-	if !p.has("nhrp.max-receive") {
-		n.MaxReceive = DefaultMaxReceive
-	}
-	if !p.has("nhrp.max-holdtime") {
-		n.MaxHoldtime = max(DefaultMaxHoldtime, n.Holdtime)
-	}
-	if !p.has("nhrp.max-entries") {
-		n.MaxEntries = DefaultMaxEntries
-	}
-	if !p.has("nhrp.max-entries-per-nbma") {
-		n.MaxEntriesPerNBMA = DefaultMaxEntriesPerNBMA
-	}
-	if !p.has("nhrp.authentication-max-skew") {
-		n.AuthenticationMaxSkew = DefaultAuthMaxSkew
-	}
-	for i := range n.NHS {
-		if udp && !p.has(indexPath("nhrp.nhs", i)+".port") {
-			n.NHS[i].Port = DefaultUDPPort
-		}
-	}
-	for i := range n.Map {
-		if udp && !p.has(indexPath("nhrp.map", i)+".port") {
-			n.Map[i].Port = DefaultUDPPort
-		}
-	}
-	for i := range c.Hooks {
-		if !p.has(indexPath("hooks", i) + ".timeout") {
-			c.Hooks[i].Timeout = DefaultHookTimeout
-		}
-	}
 }

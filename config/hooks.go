@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"time"
 
@@ -21,17 +22,17 @@ type Hook struct {
 	// Events are the event types it runs for. YAML event, required: one
 	// name (shortcut-up), a list of names, or "*" for every type, which
 	// leaves Events nil.
-	Events []string
+	Events []string `yaml:"event" check:"events" required:"the event(s) it runs for, e.g. event: shortcut-up, or \"*\""`
 	// Command is the program and its arguments, run as they are, without
 	// a shell. YAML command, required: a list of 1 to 64 strings; the
 	// first an absolute path or a program name without '/', looked up on
 	// PATH when the node starts (ResolveHooks).
-	Command []string
+	Command []string `yaml:"command" check:"command" required:"the program and its arguments, e.g. command: [/usr/local/bin/notify, --level, info]"`
 	// Timeout is how long the command may run before its process group
 	// is killed. YAML timeout, whole seconds from 1s to 300s; default 10s.
-	Timeout time.Duration
+	Timeout time.Duration `yaml:"timeout" range:"1s..300s" valid:"whole seconds from 1s to 300s, e.g. 10s" default:"10s"`
 	// Path is the program ResolveHooks found; "" before.
-	Path string
+	Path string `yaml:"-"`
 	// at is where command[0] is in the file, for ResolveHooks' errors.
 	at Error
 }
@@ -46,10 +47,8 @@ const (
 )
 
 const (
-	validHookList    = "a list of hooks, each with event, command and optionally timeout"
-	validHookTimeout = "whole seconds from 1s to 300s, e.g. 10s"
-	validCommand     = "the program and its arguments as a list, e.g. [/usr/local/bin/notify, --level, info]; it is run without a shell"
-	validProgram     = "an absolute path such as /usr/local/bin/notify, or a program name found on PATH"
+	validCommand = "the program and its arguments as a list, e.g. [/usr/local/bin/notify, --level, info]; it is run without a shell"
+	validProgram = "an absolute path such as /usr/local/bin/notify, or a program name found on PATH"
 )
 
 // validEvents lists the event names a hook may name.
@@ -57,22 +56,12 @@ func validEvents() string {
 	return strings.Join(events.Names(), ", ") + `, or "*" for every event`
 }
 
-func (p *parser) hooks(n *yaml.Node, path string, c *Config) {
-	p.list(n, path, validHookList, func(n *yaml.Node, path string) {
-		if len(c.Hooks) == MaxHooks {
-			p.errorf(n, path, "one hook too many (valid: at most %d hooks)", MaxHooks)
-			return
-		}
-		var h Hook
-		p.mapping(n, path, []field{
-			{"event", func(n *yaml.Node, path string) { h.Events = p.hookEvents(n, path) }},
-			{"command", func(n *yaml.Node, path string) { p.command(n, path, &h) }},
-			{"timeout", func(n *yaml.Node, path string) {
-				h.Timeout, _ = p.duration(n, path, time.Second, MaxHookTimeout, false, validHookTimeout)
-			}},
-		}, "event", "command")
-		c.Hooks = append(c.Hooks, h)
-	})
+// parsed records where the hook's program is, for ResolveHooks' errors.
+func (h *Hook) parsed(p *parser, path string) {
+	ip := indexPath(path+".command", 0)
+	if n := p.nodes[ip]; n != nil && h.Command != nil {
+		h.at = Error{File: p.file, Line: n.Line, Column: n.Column, Path: ip}
+	}
 }
 
 // hookEvents parses event: a name, "*", or a list of names.
@@ -134,8 +123,8 @@ func (p *parser) eventName(n *yaml.Node, path, s string) bool {
 	return true
 }
 
-// command parses command: a list of strings, the first a program.
-func (p *parser) command(n *yaml.Node, path string, h *Hook) {
+// decodeCommand decodes command: a list of strings, the first a program.
+func decodeCommand(p *parser, n *yaml.Node, path string, f *fieldSpec, v reflect.Value) {
 	if n.Kind != yaml.SequenceNode {
 		if n.Kind == yaml.ScalarNode && !isNull(n) && strings.ContainsAny(n.Value, " \t") {
 			p.errorf(n, path, "%s is one string; a hook's command is not run by a shell (valid: %s)", quote(n.Value), validCommand)
@@ -188,12 +177,12 @@ func (p *parser) command(n *yaml.Node, path string, h *Hook) {
 				bad = true
 				continue
 			}
-			h.at = Error{File: p.file, Line: e.Line, Column: e.Column, Path: ip}
+			p.nodes[ip] = e
 		}
 		argv = append(argv, s)
 	}
 	if !bad {
-		h.Command = argv
+		v.Set(reflect.ValueOf(argv))
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"os"
+	"reflect"
 	"regexp"
 	"sort"
 	"strconv"
@@ -54,6 +55,7 @@ type parser struct {
 	errs  []*Error
 	nodes map[string]*yaml.Node // field path → value node, for every field present
 	keys  map[string]*yaml.Node // field path → key node
+	given map[any]bool          // the address of every struct field present
 }
 
 func newParser(file string) *parser {
@@ -61,6 +63,7 @@ func newParser(file string) *parser {
 		file:  file,
 		nodes: make(map[string]*yaml.Node),
 		keys:  make(map[string]*yaml.Node),
+		given: make(map[any]bool),
 	}
 }
 
@@ -220,14 +223,14 @@ func (p *parser) parse(data []byte) *Config {
 		return nil
 	}
 	c := new(Config)
-	p.config(p.root, c)
+	p.mapping(p.root, "", configSchema(), reflect.ValueOf(c).Elem())
 	p.applyDefaults(c)
 	p.validate(c)
 	return c
 }
 
 func (p *parser) empty() {
-	p.errorf(nil, "", "the file is empty (required: %s)", strings.Join(requiredTop, ", "))
+	p.errorf(nil, "", "the file is empty (required: %s)", strings.Join(configSchema().required, ", "))
 }
 
 // syntaxError records an error from the YAML parser, whose messages read
@@ -274,108 +277,6 @@ func kindName(n *yaml.Node) string {
 		return "the value " + quote(n.Value)
 	}
 	return "something else"
-}
-
-// field is one key of a YAML mapping and how to parse its value.
-type field struct {
-	name  string
-	parse func(n *yaml.Node, path string)
-}
-
-// mapping parses the YAML mapping n at path: each key must be one of fields
-// and appear once, and every name in required must be present. A null value
-// (an empty section) counts as an empty mapping.
-func (p *parser) mapping(n *yaml.Node, path string, fields []field, required ...string) {
-	names := make([]string, len(fields))
-	for i, f := range fields {
-		names[i] = f.name
-	}
-	if n.Kind != yaml.MappingNode && !isNull(n) {
-		p.errorf(n, path, "expected a mapping of fields, got %s (valid here: %s)", kindName(n), strings.Join(names, ", "))
-		return
-	}
-	seen := make(map[string]*yaml.Node)
-	for i := 0; i+1 < len(n.Content); i += 2 {
-		k, v := resolve(n.Content[i]), resolve(n.Content[i+1])
-		if k.Kind != yaml.ScalarNode {
-			p.errorf(k, path, "a field name must be a plain word, got %s (valid here: %s)", kindName(k), strings.Join(names, ", "))
-			continue
-		}
-		var f *field
-		for j := range fields {
-			if fields[j].name == k.Value {
-				f = &fields[j]
-				break
-			}
-		}
-		if f == nil {
-			hint := ""
-			if s := suggest(k.Value, names); s != "" {
-				hint = fmt.Sprintf("; did you mean %q?", s)
-			}
-			p.errorf(k, path, "unknown field %s (valid here: %s%s)", quote(k.Value), strings.Join(names, ", "), hint)
-			continue
-		}
-		if first := seen[k.Value]; first != nil {
-			p.errorf(k, path, "duplicate field %s (first at line %d; valid: each field once)", quote(k.Value), first.Line)
-			continue
-		}
-		seen[k.Value] = k
-		child := join(path, k.Value)
-		p.nodes[child], p.keys[child] = v, k
-		f.parse(v, child)
-	}
-	for _, r := range required {
-		if seen[r] == nil {
-			at := n
-			if k := p.keys[path]; k != nil {
-				at = k
-			}
-			p.errorf(at, path, "missing required field %q (%s)", r, requiredHint[genericPath(join(path, r))])
-		}
-	}
-}
-
-// requiredHint describes each required field, by genericPath.
-var requiredHint = map[string]string{
-	"name":               "the node's name, e.g. name: spoke1",
-	"tunnel":             "a section with at least address and source",
-	"nhrp":               "a section with at least network-id",
-	"tunnel.address":     "this node's overlay address with the tunnel subnet length, e.g. address: 10.0.0.11/24",
-	"tunnel.source":      "this node's NBMA address, e.g. source: 198.51.100.1",
-	"nhrp.network-id":    "an integer 1..4294967295, e.g. network-id: 1",
-	"nhrp.nhs[].address": "the hub's overlay address, e.g. address: 10.0.0.1",
-	"nhrp.nhs[].nbma":    "the hub's NBMA address, e.g. nbma: 192.0.2.1",
-	"nhrp.map[].address": "the peer's overlay address, e.g. address: 10.0.0.2",
-	"nhrp.map[].nbma":    "the peer's NBMA address, e.g. nbma: 192.0.2.2",
-	"routes[].prefix":    "the destination, e.g. prefix: 10.1.0.0/16",
-	"routes[].via":       "the next hop on the tunnel subnet, e.g. via: 10.0.0.1",
-	"hooks[].event":      `the event(s) it runs for, e.g. event: shortcut-up, or "*"`,
-	"hooks[].command":    "the program and its arguments, e.g. command: [/usr/local/bin/notify, --level, info]",
-}
-
-var indexRe = regexp.MustCompile(`\[\d+\]`)
-
-// genericPath replaces list indexes in path by []: nhrp.nhs[1].nbma becomes
-// nhrp.nhs[].nbma.
-func genericPath(path string) string { return indexRe.ReplaceAllString(path, "[]") }
-
-// list parses the YAML sequence n at path, calling item for each element.
-// A null value (an empty list) counts as an empty list.
-func (p *parser) list(n *yaml.Node, path, valid string, item func(n *yaml.Node, path string)) {
-	if isNull(n) {
-		return
-	}
-	if n.Kind != yaml.SequenceNode {
-		p.errorf(n, path, "expected a list, got %s (valid: %s)", kindName(n), valid)
-		return
-	}
-	for i, e := range n.Content {
-		e = resolve(e)
-		ip := indexPath(path, i)
-		p.nodes[ip] = e
-		item(e, ip)
-	}
 }
 
 // scalar checks that n is a single value and returns its text.
@@ -533,248 +434,238 @@ func family(a netip.Addr) string {
 	return "IPv6"
 }
 
-// Field parsers, one per section.
-
 var (
-	requiredTop = []string{"name", "tunnel", "nhrp"}
-	nameRe      = regexp.MustCompile(`^[a-z0-9][a-z0-9-]*$`)
-	logLevels   = []struct {
+	nameRe    = regexp.MustCompile(`^[a-z0-9][a-z0-9-]*$`)
+	logLevels = []struct {
 		name  string
 		level slog.Level
 	}{{"debug", slog.LevelDebug}, {"info", slog.LevelInfo}, {"warn", slog.LevelWarn}, {"error", slog.LevelError}}
 	transports = []underlay.Transport{underlay.TransportGRE, underlay.TransportUDP}
 )
 
+// Valid values shared with validate.go and the decoders below.
 const (
-	validName      = "1 to 63 characters from a-z, 0-9 and '-', not starting with '-', e.g. spoke1"
-	validSocket    = "a Unix socket path of at most 107 bytes, e.g. /run/dmvpn/spoke1.sock"
-	validAddr      = "an IPv4 or IPv6 address such as 192.0.2.1"
-	validHoldtime  = "whole seconds from 1s to 65535s, as a duration such as 600s or 10m, or an integer number of seconds"
-	validRegTime   = "0s for holdtime/3, or whole seconds from 1s to less than nhrp.holdtime, e.g. 200s"
-	validMaxSend   = "PACKETS/INTERVAL with 1..65535 packets and an interval of whole seconds from 1s to 65535s, e.g. 10000/10s"
-	validAuthKeys  = "a list of keys, each with id (2..65535) and secret (at least 16 bytes); the first signs"
-	validNHSList   = "a list of hubs, each with address, nbma and optionally port"
-	validMapList   = "a list of static mappings, each with address, nbma and optionally port and multicast"
-	validRouteList = "a list of routes, each with prefix and via"
+	validName     = "1 to 63 characters from a-z, 0-9 and '-', not starting with '-', e.g. spoke1"
+	validSocket   = "a Unix socket path of at most 107 bytes, e.g. /run/dmvpn/spoke1.sock"
+	validRegTime  = "0s for holdtime/3, or whole seconds from 1s to less than nhrp.holdtime, e.g. 200s"
+	validMaxSend  = "PACKETS/INTERVAL with 1..65535 packets and an interval of whole seconds from 1s to 65535s, e.g. 10000/10s"
+	validListen   = "an IP address and TCP port such as 127.0.0.1:9273, 0.0.0.0:9273 (every address) or [::1]:9273"
+	validDevice   = "a Linux interface name of 1 to 15 bytes without '/', ':' or whitespace, e.g. dmvpn0"
+	validTunAddr  = "this node's overlay address with the tunnel subnet length, e.g. 10.0.0.11/24 or 2001:db8:100::11/64"
+	validPrefix   = "a destination prefix such as 10.1.0.0/16"
+	validAuth     = "a string of 1 to 8 bytes"
+	validSecret   = "a string of at least 16 bytes"
+	validLogFmt   = "text or json"
+	validLogFmtIs = "text, json"
 )
 
-func (p *parser) config(n *yaml.Node, c *Config) {
-	p.mapping(n, "", []field{
-		{"name", func(n *yaml.Node, path string) {
-			if s, ok := p.str(n, path, validName); ok {
-				if len(s) > MaxNameLen || !nameRe.MatchString(s) {
-					p.invalid(n, path, validName)
-				} else {
-					c.Name = s
-				}
-			}
-		}},
-		{"log-level", func(n *yaml.Node, path string) {
-			names := make([]string, len(logLevels))
-			for i, l := range logLevels {
-				names[i] = l.name
-			}
-			valid := strings.Join(names, ", ")
-			if s, ok := p.str(n, path, valid); ok {
-				for _, l := range logLevels {
-					if s == l.name {
-						c.LogLevel = l.level
-						return
-					}
-				}
-				p.invalid(n, path, valid)
-			}
-		}},
-		{"log-format", func(n *yaml.Node, path string) {
-			if s, ok := p.str(n, path, "text or json"); ok {
-				if s != "text" && s != "json" {
-					p.invalid(n, path, "text, json")
-					return
-				}
-				c.LogFormat = s
-			}
-		}},
-		{"log-levels", func(n *yaml.Node, path string) {
-			names := make([]string, len(logLevels))
-			for i, l := range logLevels {
-				names[i] = l.name
-			}
-			valid := strings.Join(names, ", ")
-			var fields []field
-			for _, comp := range LogComponents {
-				fields = append(fields, field{comp, func(n *yaml.Node, path string) {
-					s, ok := p.str(n, path, valid)
-					if !ok {
-						return
-					}
-					for _, l := range logLevels {
-						if s == l.name {
-							if c.LogLevels == nil {
-								c.LogLevels = map[string]slog.Level{}
-							}
-							c.LogLevels[comp] = l.level
-							return
-						}
-					}
-					p.invalid(n, path, valid)
-				}})
-			}
-			p.mapping(n, path, fields)
-		}},
-		{"api-socket", func(n *yaml.Node, path string) {
-			if s, ok := p.str(n, path, validSocket); ok {
-				if len(s) > MaxSocketLen || strings.ContainsRune(s, 0) {
-					p.invalid(n, path, validSocket)
-				} else {
-					c.APISocket = s
-				}
-			}
-		}},
-		{"tunnel", func(n *yaml.Node, path string) { p.tunnel(n, path, &c.Tunnel) }},
-		{"nhrp", func(n *yaml.Node, path string) { p.nhrp(n, path, &c.NHRP) }},
-		{"routes", func(n *yaml.Node, path string) {
-			p.list(n, path, validRouteList, func(n *yaml.Node, path string) {
-				var r Route
-				p.route(n, path, &r)
-				c.Routes = append(c.Routes, r)
-			})
-		}},
-		{"metrics", func(n *yaml.Node, path string) { p.metrics(n, path, &c.Metrics) }},
-		{"hooks", func(n *yaml.Node, path string) { p.hooks(n, path, c) }},
-	}, requiredTop...)
+// checks are the decoders named by check tags: values whose rules their
+// Go type does not say.
+var checks map[string]decoder
+
+func init() {
+	checks = map[string]decoder{
+		"name":           checkString(validName, func(s string) bool { return len(s) <= MaxNameLen && nameRe.MatchString(s) }),
+		"api-socket":     checkString(validSocket, func(s string) bool { return len(s) <= MaxSocketLen && !strings.ContainsRune(s, 0) }),
+		"log-format":     decodeLogFormat,
+		"device":         decodeDevice,
+		"tunnel-address": decodeTunnelAddress,
+		"route-prefix":   decodeRoutePrefix,
+		"authentication": decodeAuthentication,
+		"secret":         decodeSecret,
+		"events": func(p *parser, n *yaml.Node, path string, f *fieldSpec, v reflect.Value) {
+			v.Set(reflect.ValueOf(p.hookEvents(n, path)))
+		},
+		"command": decodeCommand,
+	}
 }
 
-const validListen = "an IP address and TCP port such as 127.0.0.1:9273, 0.0.0.0:9273 (every address) or [::1]:9273"
-
-func (p *parser) metrics(n *yaml.Node, path string, m *Metrics) {
-	p.mapping(n, path, []field{
-		{"listen", func(n *yaml.Node, path string) {
-			s, ok := p.str(n, path, validListen)
-			if !ok {
+// checkString decodes a non-empty string for which ok holds.
+func checkString(valid string, ok func(string) bool) decoder {
+	return func(p *parser, n *yaml.Node, path string, f *fieldSpec, v reflect.Value) {
+		if s, isStr := p.str(n, path, valid); isStr {
+			if !ok(s) {
+				p.invalid(n, path, valid)
 				return
 			}
-			ap, err := netip.ParseAddrPort(s)
-			switch {
-			case err != nil && strings.HasPrefix(s, ":"):
-				p.errorf(n, path, "%s has no address (valid: %s)", quote(s), validListen)
-			case err != nil:
-				if _, aerr := netip.ParseAddr(s); aerr == nil {
-					p.errorf(n, path, "%s has no port (valid: %s)", quote(s), validListen)
-				} else {
-					p.invalid(n, path, validListen)
-				}
-			case ap.Port() == 0:
-				p.errorf(n, path, "%s has port 0 (valid: %s; port 1..65535)", quote(s), validListen)
-			case ap.Addr().Zone() != "":
-				p.errorf(n, path, "%s has a zone (valid: %s)", quote(s), validListen)
-			case ap.Addr().Is4In6():
-				p.errorf(n, path, "%s is an IPv4-mapped IPv6 address (valid: the IPv4 form %s)", quote(s), netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()))
-			case ap.Addr().IsMulticast() || ap.Addr() == netip.AddrFrom4([4]byte{255, 255, 255, 255}):
-				p.errorf(n, path, "%s is not a unicast address (valid: %s)", quote(s), validListen)
-			default:
-				m.Listen = ap
+			v.SetString(s)
+		}
+	}
+}
+
+func decodeLogFormat(p *parser, n *yaml.Node, path string, f *fieldSpec, v reflect.Value) {
+	if s, ok := p.str(n, path, validLogFmt); ok {
+		if s != "text" && s != "json" {
+			p.invalid(n, path, validLogFmtIs)
+			return
+		}
+		v.SetString(s)
+	}
+}
+
+// level parses a log level name.
+func (p *parser) level(n *yaml.Node, path string) (slog.Level, bool) {
+	names := make([]string, len(logLevels))
+	for i, l := range logLevels {
+		names[i] = l.name
+	}
+	valid := strings.Join(names, ", ")
+	s, ok := p.str(n, path, valid)
+	if !ok {
+		return 0, false
+	}
+	for _, l := range logLevels {
+		if s == l.name {
+			return l.level, true
+		}
+	}
+	p.invalid(n, path, valid)
+	return 0, false
+}
+
+// decodeLogLevels decodes log-levels: a mapping from LogComponents to levels.
+func decodeLogLevels(p *parser, n *yaml.Node, path string, f *fieldSpec, v reflect.Value) {
+	p.fields(n, path, LogComponents, nil, nil, func(i int, n *yaml.Node, path string) {
+		if l, ok := p.level(n, path); ok {
+			if v.IsNil() {
+				v.Set(reflect.ValueOf(map[string]slog.Level{}))
 			}
-		}},
+			v.SetMapIndex(reflect.ValueOf(LogComponents[i]), reflect.ValueOf(l))
+		}
 	})
 }
 
-func (p *parser) tunnel(n *yaml.Node, path string, t *Tunnel) {
-	p.mapping(n, path, []field{
-		{"device", func(n *yaml.Node, path string) {
-			const valid = "a Linux interface name of 1 to 15 bytes without '/', ':' or whitespace, e.g. dmvpn0"
-			s, ok := p.str(n, path, valid)
-			if !ok {
-				return
+func decodeListen(p *parser, n *yaml.Node, path string, f *fieldSpec, v reflect.Value) {
+	s, ok := p.str(n, path, validListen)
+	if !ok {
+		return
+	}
+	ap, err := netip.ParseAddrPort(s)
+	switch {
+	case err != nil && strings.HasPrefix(s, ":"):
+		p.errorf(n, path, "%s has no address (valid: %s)", quote(s), validListen)
+	case err != nil:
+		if _, aerr := netip.ParseAddr(s); aerr == nil {
+			p.errorf(n, path, "%s has no port (valid: %s)", quote(s), validListen)
+		} else {
+			p.invalid(n, path, validListen)
+		}
+	case ap.Port() == 0:
+		p.errorf(n, path, "%s has port 0 (valid: %s; port 1..65535)", quote(s), validListen)
+	case ap.Addr().Zone() != "":
+		p.errorf(n, path, "%s has a zone (valid: %s)", quote(s), validListen)
+	case ap.Addr().Is4In6():
+		p.errorf(n, path, "%s is an IPv4-mapped IPv6 address (valid: the IPv4 form %s)", quote(s), netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()))
+	case ap.Addr().IsMulticast() || ap.Addr() == netip.AddrFrom4([4]byte{255, 255, 255, 255}):
+		p.errorf(n, path, "%s is not a unicast address (valid: %s)", quote(s), validListen)
+	default:
+		v.Set(reflect.ValueOf(ap))
+	}
+}
+
+func decodeDevice(p *parser, n *yaml.Node, path string, f *fieldSpec, v reflect.Value) {
+	s, ok := p.str(n, path, validDevice)
+	if !ok {
+		return
+	}
+	switch {
+	case len(s) > MaxDeviceLen:
+		q, _ := quoteCut(s)
+		p.errorf(n, path, "%s is %d bytes long (valid: %s)", q, len(s), validDevice)
+	case s == "." || s == "..":
+		p.invalid(n, path, validDevice)
+	case strings.ContainsAny(s, "/:") || strings.IndexFunc(s, isSpace) >= 0:
+		p.errorf(n, path, "%s contains '/', ':' or whitespace (valid: %s)", quote(s), validDevice)
+	default:
+		v.SetString(s)
+	}
+}
+
+func decodeTunnelAddress(p *parser, n *yaml.Node, path string, f *fieldSpec, v reflect.Value) {
+	const valid = validTunAddr
+	s, ok := p.str(n, path, valid)
+	if !ok {
+		return
+	}
+	pf, err := netip.ParsePrefix(s)
+	if err != nil {
+		if a, aerr := netip.ParseAddr(s); aerr == nil && a.Zone() == "" {
+			bits := 24
+			if a.Is6() {
+				bits = 64
 			}
-			switch {
-			case len(s) > MaxDeviceLen:
-				q, _ := quoteCut(s)
-				p.errorf(n, path, "%s is %d bytes long (valid: %s)", q, len(s), valid)
-			case s == "." || s == "..":
-				p.invalid(n, path, valid)
-			case strings.ContainsAny(s, "/:") || strings.IndexFunc(s, isSpace) >= 0:
-				p.errorf(n, path, "%s contains '/', ':' or whitespace (valid: %s)", quote(s), valid)
-			default:
-				t.Device = s
+			p.errorf(n, path, "%s has no subnet length (valid: %s, e.g. %s/%d)", quote(s), valid, a, bits)
+		} else {
+			p.invalid(n, path, valid)
+		}
+		return
+	}
+	a := pf.Addr()
+	if why := unicastProblem(a); why != "" || a.IsLoopback() {
+		if why == "" {
+			why = "is a loopback address"
+		}
+		p.errorf(n, path, "%s %s (valid: %s)", quote(s), why, valid)
+		return
+	}
+	if a.Is4() && pf.Bits() <= 30 {
+		last := lastAddr(pf.Masked())
+		if a == pf.Masked().Addr() || a == last {
+			what := "network"
+			if a == last {
+				what = "broadcast"
 			}
-		}},
-		{"address", func(n *yaml.Node, path string) {
-			const valid = "this node's overlay address with the tunnel subnet length, e.g. 10.0.0.11/24 or 2001:db8:100::11/64"
-			s, ok := p.str(n, path, valid)
-			if !ok {
-				return
-			}
-			pf, err := netip.ParsePrefix(s)
-			if err != nil {
-				if a, aerr := netip.ParseAddr(s); aerr == nil && a.Zone() == "" {
-					bits := 24
-					if a.Is6() {
-						bits = 64
-					}
-					p.errorf(n, path, "%s has no subnet length (valid: %s, e.g. %s/%d)", quote(s), valid, a, bits)
-				} else {
-					p.invalid(n, path, valid)
-				}
-				return
-			}
-			a := pf.Addr()
-			if why := unicastProblem(a); why != "" || a.IsLoopback() {
-				if why == "" {
-					why = "is a loopback address"
-				}
-				p.errorf(n, path, "%s %s (valid: %s)", quote(s), why, valid)
-				return
-			}
-			if a.Is4() && pf.Bits() <= 30 {
-				last := lastAddr(pf.Masked())
-				if a == pf.Masked().Addr() || a == last {
-					what := "network"
-					if a == last {
-						what = "broadcast"
-					}
-					p.errorf(n, path, "%s is the %s address of %s (valid: a host address in %s, e.g. %s/%d)",
-						quote(s), what, pf.Masked(), pf.Masked(), pf.Masked().Addr().Next(), pf.Bits())
-					return
-				}
-			}
-			t.Address = pf
-		}},
-		{"source", func(n *yaml.Node, path string) {
-			const valid = "this node's NBMA address as an IP address literal, e.g. 198.51.100.1"
-			t.Source, _ = p.addr(n, path, valid)
-		}},
-		{"key", func(n *yaml.Node, path string) {
-			if v, ok := p.integer(n, path, 0, 1<<32-1, "an integer 0..4294967295"); ok {
-				k := uint32(v)
-				t.Key = &k
-			}
-		}},
-		{"mtu", func(n *yaml.Node, path string) {
-			if v, ok := p.integer(n, path, MinMTU, MaxMTU, "an integer 576..9000, at least 1280 with an IPv6 tunnel.address"); ok {
-				t.MTU = int(v)
-			}
-		}},
-		{"transport", func(n *yaml.Node, path string) {
-			names := make([]string, len(transports))
-			for i, tr := range transports {
-				names[i] = tr.String()
-			}
-			valid := strings.Join(names, ", ")
-			if s, ok := p.str(n, path, valid); ok {
-				tr, err := underlay.ParseTransport(s)
-				if err != nil {
-					p.invalid(n, path, valid)
-					return
-				}
-				t.Transport = tr
-			}
-		}},
-		{"udp-port", func(n *yaml.Node, path string) {
-			if v, ok := p.integer(n, path, 1, 65535, "a UDP port 1..65535"); ok {
-				t.UDPPort = uint16(v)
-			}
-		}},
-	}, "address", "source")
+			p.errorf(n, path, "%s is the %s address of %s (valid: a host address in %s, e.g. %s/%d)",
+				quote(s), what, pf.Masked(), pf.Masked(), pf.Masked().Addr().Next(), pf.Bits())
+			return
+		}
+	}
+	v.Set(reflect.ValueOf(pf))
+}
+
+func decodeRoutePrefix(p *parser, n *yaml.Node, path string, f *fieldSpec, v reflect.Value) {
+	s, ok := p.str(n, path, validPrefix)
+	if !ok {
+		return
+	}
+	pf, err := netip.ParsePrefix(s)
+	if err != nil {
+		if a, aerr := netip.ParseAddr(s); aerr == nil && a.Zone() == "" {
+			p.errorf(n, path, "%s has no prefix length (valid: %s; a single host is %s)", quote(s), validPrefix, netip.PrefixFrom(a, a.BitLen()))
+		} else {
+			p.invalid(n, path, validPrefix)
+		}
+		return
+	}
+	if pf.Addr().Is4In6() {
+		p.errorf(n, path, "%s is an IPv4-mapped IPv6 prefix (valid: %s)", quote(s), validPrefix)
+		return
+	}
+	if m := pf.Masked(); m != pf {
+		p.errorf(n, path, "%s has host bits set (valid: %s)", quote(s), m)
+		return
+	}
+	v.Set(reflect.ValueOf(pf))
+}
+
+func decodeAuthentication(p *parser, n *yaml.Node, path string, f *fieldSpec, v reflect.Value) {
+	if s, ok := p.str(n, path, validAuth); ok {
+		if len(s) > MaxAuthLen {
+			p.errorf(n, path, "is %d bytes long (valid: %s; Cisco sends at most 8)", len(s), validAuth)
+			return
+		}
+		v.SetString(s)
+	}
+}
+
+func decodeSecret(p *parser, n *yaml.Node, path string, f *fieldSpec, v reflect.Value) {
+	if s, ok := p.str(n, path, validSecret); ok {
+		if len(s) < MinAuthKeyLen {
+			p.errorf(n, path, "is %d bytes long (valid: %s)", len(s), validSecret)
+			return
+		}
+		v.SetString(s)
+	}
 }
 
 func isSpace(r rune) bool {
@@ -803,95 +694,6 @@ func lastAddr(pf netip.Prefix) netip.Addr {
 	return a
 }
 
-func (p *parser) nhrp(n *yaml.Node, path string, h *NHRP) {
-	p.mapping(n, path, []field{
-		{"network-id", func(n *yaml.Node, path string) {
-			if v, ok := p.integer(n, path, 1, 1<<32-1, "an integer 1..4294967295"); ok {
-				h.NetworkID = uint32(v)
-			}
-		}},
-		{"holdtime", func(n *yaml.Node, path string) {
-			h.Holdtime, _ = p.duration(n, path, MinHoldtime, MaxHoldtime, false, validHoldtime)
-		}},
-		{"registration-timeout", func(n *yaml.Node, path string) {
-			h.RegistrationTimeout, _ = p.duration(n, path, time.Second, MaxHoldtime-time.Second, true, validRegTime)
-		}},
-		{"authentication", func(n *yaml.Node, path string) {
-			const valid = "a string of 1 to 8 bytes"
-			if s, ok := p.str(n, path, valid); ok {
-				if len(s) > MaxAuthLen {
-					p.errorf(n, path, "is %d bytes long (valid: %s; Cisco sends at most 8)", len(s), valid)
-					return
-				}
-				h.Authentication = s
-			}
-		}},
-		{"authentication-keys", func(n *yaml.Node, path string) {
-			seen := map[uint16]bool{}
-			p.list(n, path, validAuthKeys, func(n *yaml.Node, path string) {
-				var k AuthKey
-				p.mapping(n, path, []field{
-					{"id", func(n *yaml.Node, path string) {
-						if v, ok := p.integer(n, path, 2, 65535, "an integer 2..65535 (1 is Cisco's clear-text form)"); ok {
-							if seen[uint16(v)] {
-								p.errorf(n, path, "key ID %d appears twice (valid: each ID once)", v)
-							}
-							seen[uint16(v)] = true
-							k.ID = uint16(v)
-						}
-					}},
-					{"secret", func(n *yaml.Node, path string) {
-						const valid = "a string of at least 16 bytes"
-						if s, ok := p.str(n, path, valid); ok {
-							if len(s) < MinAuthKeyLen {
-								p.errorf(n, path, "is %d bytes long (valid: %s)", len(s), valid)
-								return
-							}
-							k.Secret = s
-						}
-					}},
-				}, "id", "secret")
-				h.AuthenticationKeys = append(h.AuthenticationKeys, k)
-			})
-		}},
-		{"authentication-max-skew", func(n *yaml.Node, path string) {
-			h.AuthenticationMaxSkew, _ = p.duration(n, path, time.Second, time.Hour, false, "a duration from 1s to 1h, e.g. 60s")
-		}},
-		{"nhs", func(n *yaml.Node, path string) {
-			p.list(n, path, validNHSList, func(n *yaml.Node, path string) {
-				var s NHS
-				p.peer(n, path, &s.Address, &s.NBMA, &s.Port, nil)
-				h.NHS = append(h.NHS, s)
-			})
-		}},
-		{"map", func(n *yaml.Node, path string) {
-			p.list(n, path, validMapList, func(n *yaml.Node, path string) {
-				var m StaticMap
-				p.peer(n, path, &m.Address, &m.NBMA, &m.Port, &m.Multicast)
-				h.Map = append(h.Map, m)
-			})
-		}},
-		{"shortcut", func(n *yaml.Node, path string) { h.Shortcut, _ = p.boolean(n, path) }},
-		{"redirect", func(n *yaml.Node, path string) { h.Redirect, _ = p.boolean(n, path) }},
-		{"unique", func(n *yaml.Node, path string) { h.Unique, _ = p.boolean(n, path) }},
-		{"max-send", func(n *yaml.Node, path string) { h.MaxSend, _ = p.rate(n, path) }},
-		{"max-receive", func(n *yaml.Node, path string) { h.MaxReceive, _ = p.rate(n, path) }},
-		{"max-holdtime", func(n *yaml.Node, path string) {
-			h.MaxHoldtime, _ = p.duration(n, path, MinHoldtime, MaxHoldtime, false, validHoldtime)
-		}},
-		{"max-entries", func(n *yaml.Node, path string) {
-			if v, ok := p.integer(n, path, 16, 10_000_000, "an integer 16..10000000"); ok {
-				h.MaxEntries = int(v)
-			}
-		}},
-		{"max-entries-per-nbma", func(n *yaml.Node, path string) {
-			if v, ok := p.integer(n, path, 1, 10_000_000, "an integer 1..10000000"); ok {
-				h.MaxEntriesPerNBMA = int(v)
-			}
-		}},
-	}, "network-id")
-}
-
 // rate parses "PACKETS/INTERVAL" (max-send, max-receive).
 func (p *parser) rate(n *yaml.Node, path string) (Rate, bool) {
 	s, ok := p.str(n, path, validMaxSend)
@@ -910,61 +712,6 @@ func (p *parser) rate(n *yaml.Node, path string) (Rate, bool) {
 		return Rate{}, false
 	}
 	return Rate{Packets: c, Interval: d}, true
-}
-
-// peer parses an nhs or map entry: address, nbma, port and, for map
-// entries (multicast != nil), multicast.
-func (p *parser) peer(n *yaml.Node, path string, addr, nbma *netip.Addr, port *uint16, multicast *bool) {
-	fields := []field{
-		{"address", func(n *yaml.Node, path string) {
-			*addr, _ = p.addr(n, path, "an overlay address in the tunnel subnet, e.g. 10.0.0.1")
-		}},
-		{"nbma", func(n *yaml.Node, path string) {
-			*nbma, _ = p.addr(n, path, "an NBMA address as an IP address literal, e.g. 192.0.2.1")
-		}},
-		{"port", func(n *yaml.Node, path string) {
-			if v, ok := p.integer(n, path, 1, 65535, "a UDP port 1..65535"); ok {
-				*port = uint16(v)
-			}
-		}},
-	}
-	if multicast != nil {
-		fields = append(fields, field{"multicast", func(n *yaml.Node, path string) { *multicast, _ = p.boolean(n, path) }})
-	}
-	p.mapping(n, path, fields, "address", "nbma")
-}
-
-func (p *parser) route(n *yaml.Node, path string, r *Route) {
-	p.mapping(n, path, []field{
-		{"prefix", func(n *yaml.Node, path string) {
-			const valid = "a destination prefix such as 10.1.0.0/16"
-			s, ok := p.str(n, path, valid)
-			if !ok {
-				return
-			}
-			pf, err := netip.ParsePrefix(s)
-			if err != nil {
-				if a, aerr := netip.ParseAddr(s); aerr == nil && a.Zone() == "" {
-					p.errorf(n, path, "%s has no prefix length (valid: %s; a single host is %s)", quote(s), valid, netip.PrefixFrom(a, a.BitLen()))
-				} else {
-					p.invalid(n, path, valid)
-				}
-				return
-			}
-			if pf.Addr().Is4In6() {
-				p.errorf(n, path, "%s is an IPv4-mapped IPv6 prefix (valid: %s)", quote(s), valid)
-				return
-			}
-			if m := pf.Masked(); m != pf {
-				p.errorf(n, path, "%s has host bits set (valid: %s)", quote(s), m)
-				return
-			}
-			r.Prefix = pf
-		}},
-		{"via", func(n *yaml.Node, path string) {
-			r.Via, _ = p.addr(n, path, "a next hop in the tunnel subnet, e.g. 10.0.0.1")
-		}},
-	}, "prefix", "via")
 }
 
 // suggest returns the name in valid that s was most likely meant to be, or

@@ -38,6 +38,18 @@ func (p *parser) validate(c *Config) {
 			"set together with nhrp.authentication (valid: one of them: authentication for Cisco's clear text, authentication-keys for keyed HMAC-SHA-256)")
 	}
 
+	keyIDs := make(map[uint16]bool)
+	for i, k := range h.AuthenticationKeys {
+		if k.ID == 0 {
+			continue // absent or invalid: already reported
+		}
+		path := indexPath("nhrp.authentication-keys", i) + ".id"
+		if keyIDs[k.ID] {
+			p.errorf(p.at(path), path, "key ID %d appears twice (valid: each ID once)", k.ID)
+		}
+		keyIDs[k.ID] = true
+	}
+
 	nhsAddr := make(map[netip.Addr]int)
 	nhsEndpoint := make(map[netip.AddrPort]int)
 	for i, s := range h.NHS {

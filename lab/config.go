@@ -1,12 +1,13 @@
 package lab
 
 import (
+	"bytes"
 	"fmt"
 	"net/netip"
-	"regexp"
-	"strconv"
 	"strings"
 	"time"
+
+	"go.yaml.in/yaml/v3"
 )
 
 // NodeConfig is the dmvpn configuration the lab writes for one node. It
@@ -129,91 +130,20 @@ func (l *Lab) Config(name string) (NodeConfig, error) {
 	return c, nil
 }
 
-// Marshal renders c as the daemon's YAML, with a comment header.
+// Marshal renders c as the daemon's YAML (yaml.Marshal of c, so the keys
+// are the yaml tags above), after a comment header.
 func (c NodeConfig) Marshal(comment string) []byte {
-	var b strings.Builder
+	var b bytes.Buffer
 	for _, line := range strings.Split(strings.TrimSpace(comment), "\n") {
 		if line != "" {
 			fmt.Fprintf(&b, "# %s\n", line)
 		}
 	}
-	fmt.Fprintf(&b, "name: %s\n", yamlString(c.Name))
-	fmt.Fprintf(&b, "api-socket: %s\n", yamlString(c.APISocket))
-	b.WriteString("tunnel:\n")
-	fmt.Fprintf(&b, "  device: %s\n", yamlString(c.Tunnel.Device))
-	fmt.Fprintf(&b, "  address: %s\n", yamlString(c.Tunnel.Address))
-	fmt.Fprintf(&b, "  source: %s\n", yamlString(c.Tunnel.Source))
-	fmt.Fprintf(&b, "  key: %d\n", c.Tunnel.Key)
-	fmt.Fprintf(&b, "  mtu: %d\n", c.Tunnel.MTU)
-	fmt.Fprintf(&b, "  transport: %s\n", yamlString(c.Tunnel.Transport))
-	b.WriteString("nhrp:\n")
-	fmt.Fprintf(&b, "  network-id: %d\n", c.NHRP.NetworkID)
-	fmt.Fprintf(&b, "  holdtime: %s\n", yamlDuration(c.NHRP.Holdtime))
-	fmt.Fprintf(&b, "  authentication: %s\n", yamlString(c.NHRP.Authentication))
-	if len(c.NHRP.NHS) > 0 {
-		b.WriteString("  nhs:\n")
-		for _, n := range c.NHRP.NHS {
-			fmt.Fprintf(&b, "    - address: %s\n      nbma: %s\n", yamlString(n.Address), yamlString(n.NBMA))
-		}
+	enc := yaml.NewEncoder(&b)
+	enc.SetIndent(2)
+	if err := enc.Encode(c); err != nil {
+		panic(fmt.Sprintf("lab: marshal config: %v", err)) // plain strings and numbers: cannot fail
 	}
-	fmt.Fprintf(&b, "  redirect: %t\n", c.NHRP.Redirect)
-	fmt.Fprintf(&b, "  shortcut: %t\n", c.NHRP.Shortcut)
-	if len(c.Routes) == 0 {
-		b.WriteString("routes: []\n")
-	} else {
-		b.WriteString("routes:\n")
-		for _, r := range c.Routes {
-			fmt.Fprintf(&b, "  - prefix: %s\n    via: %s\n", yamlString(r.Prefix), yamlString(r.Via))
-		}
-	}
-	if c.Metrics.Listen != "" {
-		fmt.Fprintf(&b, "metrics:\n  listen: %s\n", yamlString(c.Metrics.Listen))
-	}
-	return []byte(b.String())
-}
-
-var plainYAML = regexp.MustCompile(`^[A-Za-z0-9_./][A-Za-z0-9_./:-]*$`)
-
-// yamlString writes s as a plain scalar when that cannot be misread (as a
-// bool, number or null), else double-quoted.
-func yamlString(s string) string {
-	switch strings.ToLower(s) {
-	case "", "true", "false", "yes", "no", "on", "off", "y", "n", "null", "~", ".inf", ".nan":
-		return quoteYAML(s)
-	}
-	if !plainYAML.MatchString(s) {
-		return quoteYAML(s)
-	}
-	if _, err := strconv.ParseFloat(s, 64); err == nil {
-		return quoteYAML(s)
-	}
-	if _, err := strconv.ParseInt(strings.ReplaceAll(s, "_", ""), 0, 64); err == nil {
-		return quoteYAML(s)
-	}
-	return s
-}
-
-func quoteYAML(s string) string {
-	var b strings.Builder
-	b.WriteByte('"')
-	for _, r := range s {
-		switch {
-		case r == '"' || r == '\\':
-			b.WriteByte('\\')
-			b.WriteRune(r)
-		case r < 0x20 || r == 0x7f:
-			fmt.Fprintf(&b, `\x%02x`, r)
-		default:
-			b.WriteRune(r)
-		}
-	}
-	b.WriteByte('"')
-	return b.String()
-}
-
-func yamlDuration(d time.Duration) string {
-	if d%time.Second == 0 {
-		return fmt.Sprintf("%ds", d/time.Second)
-	}
-	return d.String()
+	enc.Close()
+	return b.Bytes()
 }

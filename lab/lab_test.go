@@ -192,15 +192,22 @@ func TestConfigs(t *testing.T) {
 	}
 }
 
-func TestYAMLString(t *testing.T) {
-	for _, s := range []string{"lab", "yes", "No", "42", "0x10", "1.5", "", "a b", `q"q`, "x:y", "-", "#c", "10.0.0.1", "10.1.0.0/16", "/run/a b/x.sock", "tab\there", ".inf"} {
-		var v struct{ S string }
-		if err := yaml.Unmarshal([]byte("s: "+yamlString(s)+"\n"), &v); err != nil || v.S != s {
-			t.Errorf("%q -> %s -> %q, %v", s, yamlString(s), v.S, err)
+// TestMarshalQuoting: strings YAML could misread (as a bool, number,
+// null, comment or mapping) survive Marshal; plain ones stay plain.
+func TestMarshalQuoting(t *testing.T) {
+	for _, s := range []string{"lab", "yes", "No", "42", "0x10", "1.5", "", "a b", `q"q`, "x:y", "-", "#c", "10.0.0.1", "10.1.0.0/16", "/run/a b/x.sock", "tab\there", ".inf", "line\nbreak"} {
+		c := NodeConfig{Name: s, APISocket: s, NHRP: NHRPConfig{Authentication: s}}
+		text := c.Marshal("quoting")
+		var back NodeConfig
+		if err := yaml.Unmarshal(text, &back); err != nil || back.Name != s || back.APISocket != s || back.NHRP.Authentication != s {
+			t.Errorf("%q -> %s -> %+v, %v", s, text, back, err)
 		}
 	}
-	if yamlString("10.0.0.1") != "10.0.0.1" || yamlString("lab") != "lab" {
-		t.Error("plain strings got quoted")
+	text := string(NodeConfig{Name: "lab", Tunnel: TunnelConfig{Address: "10.0.0.1/24", Source: "10.0.0.1"}}.Marshal("a\nb"))
+	for _, want := range []string{"# a\n# b\nname: lab\n", "\n  address: 10.0.0.1/24\n", "\n  source: 10.0.0.1\n"} {
+		if !strings.Contains(text, want) {
+			t.Errorf("Marshal lacks %q:\n%s", want, text)
+		}
 	}
 }
 
