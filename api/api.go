@@ -58,6 +58,12 @@ type NHRPEntry struct {
 	Created     time.Time  `json:"created"`
 	Expires     *time.Time `json:"expires,omitempty"`
 	HoldingTime string     `json:"holding_time,omitempty"`
+	// The packets and bytes (GRE header and payload) the data path
+	// received from and sent to the entry's NBMA endpoint.
+	RxPackets uint64 `json:"rx_packets"`
+	TxPackets uint64 `json:"tx_packets"`
+	RxBytes   uint64 `json:"rx_bytes"`
+	TxBytes   uint64 `json:"tx_bytes"`
 }
 
 // Route is one row of `show routes`.

@@ -109,6 +109,12 @@ type Metrics struct {
 	// 127.0.0.1:9273 or [::]:9273 (port 1..65535; 0.0.0.0 or :: for every
 	// address); the zero value (the default) serves no TCP endpoint.
 	Listen netip.AddrPort `yaml:"listen"`
+	// PeerLimit is how many peers get per-peer series
+	// (dmvpn_peer_*_total{peer, nbma}): the busiest ones by packets when
+	// there are more. YAML peer-limit, 0..100000; default 0, no per-peer
+	// series, so a hub's series do not grow with its spokes unless asked.
+	// It changes live (reload).
+	PeerLimit int `yaml:"peer-limit" range:"0..100000" valid:"an integer 0..100000" default:"0"`
 }
 
 // IsHub reports whether the node is a hub (an NHRP server): a node that

@@ -49,8 +49,11 @@ func TestMetricsErrors(t *testing.T) {
 		{"metrics:\n  listen: 224.0.0.1:9273\n", `8:11: metrics.listen: "224.0.0.1:9273" is not a unicast address ` + valid + `)`},
 		{"metrics:\n  listen:\n", `8:3: metrics.listen: has no value ` + valid + `)`},
 		{"metrics:\n  listen: [127.0.0.1:9273]\n", `8:11: metrics.listen: expected a single value, got a list ` + valid + `)`},
-		{"metrics:\n  lisen: 127.0.0.1:9273\n", `8:3: metrics: unknown field "lisen" (valid here: listen; did you mean "listen"?)`},
-		{"metrics: 127.0.0.1:9273\n", `7:10: metrics: expected a mapping of fields, got the value "127.0.0.1:9273" (valid here: listen)`},
+		{"metrics:\n  lisen: 127.0.0.1:9273\n", `8:3: metrics: unknown field "lisen" (valid here: listen, peer-limit; did you mean "listen"?)`},
+		{"metrics: 127.0.0.1:9273\n", `7:10: metrics: expected a mapping of fields, got the value "127.0.0.1:9273" (valid here: listen, peer-limit)`},
+		{"metrics:\n  peer-limit: -1\n", `8:15: metrics.peer-limit: "-1" is not valid (valid: an integer 0..100000)`},
+		{"metrics:\n  peer-limit: 100001\n", `8:15: metrics.peer-limit: "100001" is not valid (valid: an integer 0..100000)`},
+		{"metrics:\n  peer-limit: ten\n", `8:15: metrics.peer-limit: "ten" is not valid (valid: an integer 0..100000)`},
 		{"metrics:\n  listen: 127.0.0.1:9273\n  listen: 127.0.0.1:9274\n", `9:3: metrics: duplicate field "listen" (first at line 8; valid: each field once)`},
 	} {
 		_, err := Parse("f.yaml", []byte(base+tt.yaml))
@@ -61,5 +64,29 @@ func TestMetricsErrors(t *testing.T) {
 		if got := strings.TrimPrefix(err.Error(), "f.yaml:"); got != tt.want {
 			t.Errorf("%q:\n got %s\nwant %s", tt.yaml, got, tt.want)
 		}
+	}
+}
+
+func TestMetricsPeerLimit(t *testing.T) {
+	c, err := Parse("f.yaml", []byte(base))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Metrics.PeerLimit != 0 {
+		t.Errorf("default metrics.peer-limit = %d, want 0", c.Metrics.PeerLimit)
+	}
+	for in, want := range map[string]int{"0": 0, "1": 1, "50": 50, "100000": 100000} {
+		c, err := Parse("f.yaml", []byte(base+"metrics:\n  peer-limit: "+in+"\n"))
+		if err != nil {
+			t.Errorf("peer-limit %s: %v", in, err)
+			continue
+		}
+		if c.Metrics.PeerLimit != want || c.Metrics.Listen.IsValid() {
+			t.Errorf("peer-limit %s = %+v, want %d", in, c.Metrics, want)
+		}
+	}
+	c, err = Parse("f.yaml", []byte(base+"metrics:\n  listen: 127.0.0.1:9273\n  peer-limit: 20\n"))
+	if err != nil || c.Metrics.PeerLimit != 20 || c.Metrics.Listen != netip.MustParseAddrPort("127.0.0.1:9273") {
+		t.Errorf("listen and peer-limit: %v, %+v", err, c)
 	}
 }

@@ -365,19 +365,20 @@ func (p *Plane) flush(b *batch) {
 
 // lookupPeer finds the NBMA endpoint for an overlay next hop, falling back
 // to an NHS for addresses on the tunnel with no mapping.
-func (p *Plane) lookupPeer(r cache.Reader, nh netip.Addr) (netip.AddrPort, underlay.Transport, bool) {
-	if ep, t, ok := r.Forward(nh); ok {
-		return ep, t, true
+// It returns the peer's traffic counters too (cache.PeerCounters).
+func (p *Plane) lookupPeer(r cache.Reader, nh netip.Addr) (netip.AddrPort, underlay.Transport, *cache.PeerCounters, bool) {
+	if ep, t, pc, ok := r.ForwardCounted(nh); ok {
+		return ep, t, pc, true
 	}
 	if f := p.miss.Load(); f != nil && !p.isNHS(nh) && p.cfg.Subnet.Contains(nh) {
 		(*f)(nh)
 	}
 	for _, nhs := range *p.nhs.Load() {
-		if ep, t, ok := r.Forward(nhs); ok {
-			return ep, t, true
+		if ep, t, pc, ok := r.ForwardCounted(nhs); ok {
+			return ep, t, pc, true
 		}
 	}
-	return netip.AddrPort{}, 0, false
+	return netip.AddrPort{}, 0, nil, false
 }
 
 // SetNHS replaces the NHS list (a reload); the data path picks it up at
@@ -439,12 +440,12 @@ func (p *Plane) RunOverlay() error {
 				p.c.noRoute.Add(1)
 				continue
 			}
-			ep, t, ok := p.lookupPeer(r, route.NextHopFor(dst))
+			ep, t, pc, ok := p.lookupPeer(r, route.NextHopFor(dst))
 			if !ok {
 				p.c.noPeer.Add(1)
 				continue
 			}
-			p.encap(out, bufs[i], tunOffset, len(pkt), proto, ep, t)
+			p.encap(out, bufs[i], tunOffset, len(pkt), proto, ep, t, pc)
 		}
 		r.Release()
 		p.flush(out)
@@ -473,14 +474,18 @@ func (p *Plane) replicate(out *batch, r cache.Reader, buf []byte, n int, proto u
 		}
 		if out.add(peer.Transport, underlay.Datagram{Buf: buf, Off: start, Len: tunOffset + n - start, Peer: peer.NBMA}) {
 			p.c.multicast.Add(1)
+			if peer.Counters != nil {
+				peer.Counters.Tx(tunOffset + n - start)
+			}
 		} else {
 			p.c.noPeer.Add(1)
 		}
 	}
 }
 
-// encap prepends a GRE header to buf[off:off+n] and queues it for ep.
-func (p *Plane) encap(out *batch, buf []byte, off, n int, proto uint16, ep netip.AddrPort, t underlay.Transport) bool {
+// encap prepends a GRE header to buf[off:off+n], queues it for ep and
+// counts it in the peer's counters pc (when not nil).
+func (p *Plane) encap(out *batch, buf []byte, off, n int, proto uint16, ep netip.AddrPort, t underlay.Transport, pc *cache.PeerCounters) bool {
 	h := p.greHeader(proto)
 	start, err := gre.Encapsulate(buf[:off+n], off, &h)
 	if err != nil {
@@ -489,6 +494,9 @@ func (p *Plane) encap(out *batch, buf []byte, off, n int, proto uint16, ep netip
 	if !out.add(t, underlay.Datagram{Buf: buf, Off: start, Len: off + n - start, Peer: ep}) {
 		p.c.noPeer.Add(1)
 		return false
+	}
+	if pc != nil {
+		pc.Tx(off + n - start)
 	}
 	return true
 }
@@ -535,7 +543,7 @@ func (p *Plane) RunUnderlay(c underlay.Conn) error {
 		}
 		r := p.cache.Reader()
 		for i := 0; i < n; i++ {
-			r.Touch(ds[i].Peer, now)
+			r.Touch(ds[i].Peer, now, ds[i].Len)
 			if b := p.receive(r, c, &ds[i], out, &ctl); b != nil {
 				toTun = append(toTun, b)
 			}
@@ -620,7 +628,7 @@ func (p *Plane) hostRoutes(dst netip.Addr) bool {
 // relay forwards a packet that arrived from the tunnel back into the tunnel
 // (a hub between two spokes), in userspace, in the same buffer.
 func (p *Plane) relay(r cache.Reader, d *underlay.Datagram, inner int, payload []byte, nh netip.Addr, proto uint16, out *batch, from underlay.Transport) {
-	ep, t, ok := p.lookupPeer(r, nh)
+	ep, t, pc, ok := p.lookupPeer(r, nh)
 	if !ok {
 		p.c.noPeer.Add(1)
 		return
@@ -636,7 +644,7 @@ func (p *Plane) relay(r cache.Reader, d *underlay.Datagram, inner int, payload [
 	if f := p.transit.Load(); f != nil {
 		(*f)(d.Peer, from, payload)
 	}
-	if p.encap(out, d.Buf, inner, len(payload), proto, ep, t) {
+	if p.encap(out, d.Buf, inner, len(payload), proto, ep, t, pc) {
 		p.c.hairpinned.Add(1)
 	}
 }

@@ -1,15 +1,17 @@
 // Package metrics exports a node's counters to Prometheus. The Collector
 // reads a Snapshot at scrape time (the counters the data plane and the
 // engine keep anyway: atomics, and the engine's Stats under its lock), so
-// metrics cost nothing per packet. The one metric observed as it happens,
+// metrics cost nothing per packet beyond those counters. The one metric observed as it happens,
 // the resolution latency histogram, is fed by the engine's OnResolved hook,
 // once per shortcut.
 //
 // Names follow the Prometheus conventions: dmvpn_ prefix, _total for
 // counters, base units (_seconds), and labels with a small, fixed set of
-// values (reason, transport, direction, state, and nhs: the configured
-// NHSes). There are no per-peer labels: a hub with 10,000 spokes exports
-// the same series as one with two.
+// values (reason, transport, direction, type, state, and nhs: the
+// configured NHSes). The per-peer series (dmvpn_peer_*, labels peer and
+// nbma) are there only for the peers the node puts in Snapshot.Peers: at
+// most metrics.peer-limit of them (default 0, none), so a hub with 10,000
+// spokes exports the same series as one with two unless asked otherwise.
 package metrics
 
 import (
@@ -27,6 +29,7 @@ import (
 	"github.com/dmvpn/dmvpn/dataplane"
 	"github.com/dmvpn/dmvpn/events"
 	"github.com/dmvpn/dmvpn/events/hooks"
+	"github.com/dmvpn/dmvpn/nhrp"
 	"github.com/dmvpn/dmvpn/nhrp/cache"
 	"github.com/dmvpn/dmvpn/nhrp/engine"
 	"github.com/dmvpn/dmvpn/underlay"
@@ -58,6 +61,12 @@ type Snapshot struct {
 	// counters.
 	Events events.Stats
 	Hooks  hooks.Stats
+
+	// Peers are the peers that get per-peer series (the busiest, at most
+	// metrics.peer-limit; none by default); PeersTruncated is set when
+	// there were more peers than that.
+	Peers          []cache.PeerStats
+	PeersTruncated bool
 }
 
 // Socket is the counters of one underlay socket.
@@ -174,8 +183,19 @@ var (
 	mEventsLost     = counter("dmvpn_events_lost_total", "Events event streams lost because they did not keep up.")
 	mEventSubs      = gauge("dmvpn_event_subscribers", "Event streams open (dmvpn events).")
 	mHookRuns       = counter("dmvpn_hooks_runs_total", "Hook runs, by result (succeeded, failed, timed_out; dropped: not run, too many waiting).", "result")
-	allDescs        = []desc{mInfo, mOverlayRead, mOverlayWritten, mUnderlayRx, mUnderlayTx, mHairpinned, mControl, mMulticast, mDPDropped, mWriteErrors, mSockDatagrams, mSockDropped, mSockSendErr, mSockSyscalls, mSockMessages, mSockGSO, mSockGSOFall, mSockGRO, mSockGROSeg, mSockOffload, mNHRPRx, mNHRPTx, mNHRPDropped, mRegistrations, mErrorInd, mPurges, mRedirects, mProbesSent, mProbesRefuted, mExpired, mCacheEntries, mCacheMax, mCacheEvicted, mCacheRefused, mQueueLen, mQueueCap, mLogSuppressed, mNHSUp, mNHSState, mNHSSince, mNHSExpiry, mEvents, mEventsLost, mEventSubs, mHookRuns}
+	mNHRPMessages   = counter("dmvpn_nhrp_messages_total", "NHRP packets received (decoded, before role rules and authentication: their drops are dmvpn_nhrp_packets_dropped_total) and sent, by type.", "direction", "type")
+	allDescs        = []desc{mInfo, mOverlayRead, mOverlayWritten, mUnderlayRx, mUnderlayTx, mHairpinned, mControl, mMulticast, mDPDropped, mWriteErrors, mSockDatagrams, mSockDropped, mSockSendErr, mSockSyscalls, mSockMessages, mSockGSO, mSockGSOFall, mSockGRO, mSockGROSeg, mSockOffload, mNHRPRx, mNHRPTx, mNHRPDropped, mRegistrations, mErrorInd, mPurges, mRedirects, mProbesSent, mProbesRefuted, mExpired, mCacheEntries, mCacheMax, mCacheEvicted, mCacheRefused, mQueueLen, mQueueCap, mLogSuppressed, mNHSUp, mNHSState, mNHSSince, mNHSExpiry, mEvents, mEventsLost, mEventSubs, mHookRuns, mNHRPMessages, mPeerRxPackets, mPeerRxBytes, mPeerTxPackets, mPeerTxBytes, mPeerTrunc}
 	dataplaneReason = []string{"no_route", "no_peer", "ttl_expired", "key_mismatch", "bad_gre", "bad_inner", "loop"}
+)
+
+// Per peer (the cache entries' counters), for at most metrics.peer-limit
+// peers.
+var (
+	mPeerRxPackets = counter("dmvpn_peer_received_packets_total", "GRE packets received from the peer (data and NHRP).", "peer", "nbma")
+	mPeerRxBytes   = counter("dmvpn_peer_received_bytes_total", "Bytes of GRE packets received from the peer (GRE header and payload).", "peer", "nbma")
+	mPeerTxPackets = counter("dmvpn_peer_sent_packets_total", "GRE data packets sent to the peer (unicast, relayed, multicast copies).", "peer", "nbma")
+	mPeerTxBytes   = counter("dmvpn_peer_sent_bytes_total", "Bytes of GRE data packets sent to the peer (GRE header and payload).", "peer", "nbma")
+	mPeerTrunc     = gauge("dmvpn_peer_series_truncated", "1 when there are more peers than metrics.peer-limit and only the busiest have dmvpn_peer_* series, else 0.")
 )
 
 // Describe implements prometheus.Collector.
@@ -235,6 +255,11 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		emit(mNHRPDropped, float64(e.Dropped[r]), r.String())
 	}
 	emit(mNHRPDropped, float64(s.ControlQueueDropped), QueueFull)
+	for ty := 1; ty <= engine.NumTypes; ty++ {
+		name := engine.TypeName(nhrp.Type(ty))
+		emit(mNHRPMessages, float64(e.ReceivedByType[ty]), "received", name)
+		emit(mNHRPMessages, float64(e.SentByType[ty]), "sent", name)
+	}
 	emit(mRegistrations, float64(e.RegistrationsAccepted), "accepted")
 	emit(mRegistrations, float64(e.RegistrationsRefused), "refused")
 	emit(mErrorInd, float64(e.ErrorIndicationsSent), "sent")
@@ -274,6 +299,19 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	emit(mHookRuns, float64(s.Hooks.Failed), "failed")
 	emit(mHookRuns, float64(s.Hooks.TimedOut), "timed_out")
 	emit(mHookRuns, float64(s.Hooks.Dropped), "dropped")
+
+	for i := range s.Peers {
+		p := &s.Peers[i]
+		peer, nbma := p.Protocol.String(), p.NBMA.String()
+		if p.NBMA.Port() == 0 {
+			nbma = p.NBMA.Addr().String()
+		}
+		emit(mPeerRxPackets, float64(p.RxPackets), peer, nbma)
+		emit(mPeerRxBytes, float64(p.RxBytes), peer, nbma)
+		emit(mPeerTxPackets, float64(p.TxPackets), peer, nbma)
+		emit(mPeerTxBytes, float64(p.TxBytes), peer, nbma)
+	}
+	emit(mPeerTrunc, b2f(s.PeersTruncated))
 	c.resolution.Collect(ch)
 }
 

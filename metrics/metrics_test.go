@@ -57,6 +57,15 @@ func testSnapshot() Snapshot {
 	for i, r := range engine.DropReasons() {
 		s.Engine.Dropped[r] = uint64(100 + i)
 	}
+	for ty := 1; ty <= engine.NumTypes; ty++ {
+		s.Engine.ReceivedByType[ty] = uint64(200 + ty)
+		s.Engine.SentByType[ty] = uint64(300 + ty)
+	}
+	s.Peers = []cache.PeerStats{
+		{Protocol: netip.MustParseAddr("10.0.0.12"), NBMA: netip.MustParseAddrPort("198.51.100.65:4754"), RxPackets: 401, RxBytes: 402, TxPackets: 403, TxBytes: 404},
+		{Protocol: netip.MustParseAddr("10.0.0.1"), NBMA: netip.MustParseAddrPort("192.0.2.1:0"), RxPackets: 411, RxBytes: 412, TxPackets: 413, TxBytes: 414},
+	}
+	s.PeersTruncated = true
 	return s
 }
 
@@ -108,6 +117,12 @@ var wantFamilies = map[string]dto.MetricType{
 	"dmvpn_events_lost_total":                              dto.MetricType_COUNTER,
 	"dmvpn_event_subscribers":                              dto.MetricType_GAUGE,
 	"dmvpn_hooks_runs_total":                               dto.MetricType_COUNTER,
+	"dmvpn_nhrp_messages_total":                            dto.MetricType_COUNTER,
+	"dmvpn_peer_received_packets_total":                    dto.MetricType_COUNTER,
+	"dmvpn_peer_received_bytes_total":                      dto.MetricType_COUNTER,
+	"dmvpn_peer_sent_packets_total":                        dto.MetricType_COUNTER,
+	"dmvpn_peer_sent_bytes_total":                          dto.MetricType_COUNTER,
+	"dmvpn_peer_series_truncated":                          dto.MetricType_GAUGE,
 }
 
 func gather(t *testing.T, c prometheus.Collector) map[string]*dto.MetricFamily {
@@ -188,7 +203,8 @@ func TestFamiliesTypesAndLabels(t *testing.T) {
 	}
 
 	// Labels: a small fixed set of names, and values from a fixed set
-	// (nhs: the configured NHSes). No per-peer label.
+	// (nhs: the configured NHSes). Per-peer labels only for the peers of
+	// Snapshot.Peers.
 	allowed := map[string]map[string]bool{
 		"reason":    nil, // checked below against the engine's and data plane's lists
 		"direction": {"sent": true, "received": true},
@@ -198,7 +214,13 @@ func TestFamiliesTypesAndLabels(t *testing.T) {
 		"state":     {"up": true, "registering": true, "down": true, "refused": true, "error": true},
 		"nhs":       {"10.0.0.1": true, "10.0.0.2": true},
 		"node":      {"spoke1": true}, "role": {"spoke": true},
+		"type": {"resolution_request": true, "resolution_reply": true, "registration_request": true, "registration_reply": true,
+			"purge_request": true, "purge_reply": true, "error_indication": true, "traffic_indication": true},
+		"peer": {"10.0.0.12": true, "10.0.0.1": true},
+		"nbma": {"198.51.100.65:4754": true, "192.0.2.1": true},
 	}
+	perPeer := map[string]bool{"dmvpn_peer_received_packets_total": true, "dmvpn_peer_received_bytes_total": true,
+		"dmvpn_peer_sent_packets_total": true, "dmvpn_peer_sent_bytes_total": true}
 	reasons := map[string]bool{QueueFull: true, "full": true, "per_nbma": true}
 	for _, r := range engine.DropReasons() {
 		reasons[r.String()] = true
@@ -217,6 +239,9 @@ func TestFamiliesTypesAndLabels(t *testing.T) {
 				if l.GetName() == "reason" {
 					vals = reasons
 				}
+				if (l.GetName() == "peer" || l.GetName() == "nbma") != perPeer[name] {
+					t.Errorf("%s: label %s: per-peer labels are for the dmvpn_peer_ series only", name, l.GetName())
+				}
 				if vals != nil && !vals[l.GetValue()] {
 					t.Errorf("%s: %s=%q is not an expected value", name, l.GetName(), l.GetValue())
 				}
@@ -229,6 +254,31 @@ func TestFamiliesTypesAndLabels(t *testing.T) {
 	}
 	if got := len(mfs["dmvpn_nhrp_nhs_state"].GetMetric()); got != 2*len(NHSStates) {
 		t.Errorf("dmvpn_nhrp_nhs_state has %d series, want %d", got, 2*len(NHSStates))
+	}
+	// Both directions of the 8 types; one series per peer given.
+	if got := len(mfs["dmvpn_nhrp_messages_total"].GetMetric()); got != 2*engine.NumTypes {
+		t.Errorf("dmvpn_nhrp_messages_total has %d series, want %d", got, 2*engine.NumTypes)
+	}
+	for name := range perPeer {
+		if got := len(mfs[name].GetMetric()); got != 2 {
+			t.Errorf("%s has %d series, want 2", name, got)
+		}
+	}
+}
+
+// Without peers in the snapshot (peer-limit 0) there is no per-peer
+// series, and the truncation gauge is 0.
+func TestNoPeerSeries(t *testing.T) {
+	s := testSnapshot()
+	s.Peers, s.PeersTruncated = nil, false
+	mfs := gather(t, New(func() Snapshot { return s }))
+	for _, name := range []string{"dmvpn_peer_received_packets_total", "dmvpn_peer_received_bytes_total", "dmvpn_peer_sent_packets_total", "dmvpn_peer_sent_bytes_total"} {
+		if mfs[name] != nil {
+			t.Errorf("%s exported without peers", name)
+		}
+	}
+	if v := value(t, mfs, "dmvpn_peer_series_truncated"); v != 0 {
+		t.Errorf("dmvpn_peer_series_truncated = %v", v)
 	}
 }
 
@@ -314,6 +364,21 @@ func TestValues(t *testing.T) {
 		{74, "dmvpn_hooks_runs_total", []string{"result", "failed"}},
 		{75, "dmvpn_hooks_runs_total", []string{"result", "timed_out"}},
 		{76, "dmvpn_hooks_runs_total", []string{"result", "dropped"}},
+		{201, "dmvpn_nhrp_messages_total", []string{"direction", "received", "type", "resolution_request"}},
+		{203, "dmvpn_nhrp_messages_total", []string{"direction", "received", "type", "registration_request"}},
+		{208, "dmvpn_nhrp_messages_total", []string{"direction", "received", "type", "traffic_indication"}},
+		{304, "dmvpn_nhrp_messages_total", []string{"direction", "sent", "type", "registration_reply"}},
+		{305, "dmvpn_nhrp_messages_total", []string{"direction", "sent", "type", "purge_request"}},
+		{306, "dmvpn_nhrp_messages_total", []string{"direction", "sent", "type", "purge_reply"}},
+		{307, "dmvpn_nhrp_messages_total", []string{"direction", "sent", "type", "error_indication"}},
+		{302, "dmvpn_nhrp_messages_total", []string{"direction", "sent", "type", "resolution_reply"}},
+		{401, "dmvpn_peer_received_packets_total", []string{"peer", "10.0.0.12", "nbma", "198.51.100.65:4754"}},
+		{402, "dmvpn_peer_received_bytes_total", []string{"peer", "10.0.0.12", "nbma", "198.51.100.65:4754"}},
+		{403, "dmvpn_peer_sent_packets_total", []string{"peer", "10.0.0.12", "nbma", "198.51.100.65:4754"}},
+		{404, "dmvpn_peer_sent_bytes_total", []string{"peer", "10.0.0.12", "nbma", "198.51.100.65:4754"}},
+		{411, "dmvpn_peer_received_packets_total", []string{"peer", "10.0.0.1", "nbma", "192.0.2.1"}},
+		{414, "dmvpn_peer_sent_bytes_total", []string{"peer", "10.0.0.1", "nbma", "192.0.2.1"}},
+		{1, "dmvpn_peer_series_truncated", nil},
 	} {
 		if got := value(t, mfs, tt.name, tt.labels...); got != tt.want {
 			t.Errorf("%s%v = %v, want %v", tt.name, tt.labels, got, tt.want)

@@ -10,7 +10,9 @@ var _ api.MetricsProvider = (*Node)(nil)
 
 // metricsSnapshot reads the counters for a scrape: atomics (data plane,
 // sockets, control queue) and the engine's and cache's counters under
-// their locks, briefly, as `show stats` does. Nothing walks the cache.
+// their locks, briefly, as `show stats` does. Nothing walks the cache,
+// unless metrics.peer-limit asks for per-peer series: then one walk under
+// the cache's read lock picks the busiest peers (cache.TopPeers).
 func (n *Node) metricsSnapshot() metrics.Snapshot {
 	s := metrics.Snapshot{
 		Node: n.cfg.Name, Role: n.Role(), Transport: n.cfg.Tunnel.Transport.String(),
@@ -18,6 +20,11 @@ func (n *Node) metricsSnapshot() metrics.Snapshot {
 		CacheEntries: n.cache.Len(), CacheMaxEntries: n.cache.Limits().MaxEntries, Cache: n.cache.Stats(),
 		ControlQueueLen: len(n.ctl), ControlQueueCap: cap(n.ctl), ControlQueueDropped: n.ctlDropped.Load(),
 		NHS: n.engine.NHSStatus(), Events: n.bus.Stats(), Hooks: n.hooks.Stats(),
+	}
+	if limit := int(n.peerLimit.Load()); limit > 0 {
+		var peers int
+		s.Peers, peers = n.cache.TopPeers(limit)
+		s.PeersTruncated = peers > len(s.Peers)
 	}
 	for _, c := range n.conns {
 		sc, ok := c.(underlay.StatsConn)

@@ -12,6 +12,8 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
+
+	"github.com/dmvpn/dmvpn/config"
 )
 
 // scrape gathers n's registry (the one /v1/metrics and metrics.listen
@@ -279,5 +281,102 @@ func TestMetricsHandler(t *testing.T) {
 	}
 	if v, ok := series(mfs, "dmvpn_info", "node", "hub", "role", "hub", "transport", "gre"); !ok || v != 1 {
 		t.Errorf("dmvpn_info: %v %v\n%s", v, ok, body)
+	}
+}
+
+// Per-peer series: none by default; with metrics.peer-limit, the busiest
+// peers up to the limit, with the counters `show nhrp` shows, and
+// dmvpn_peer_series_truncated when some peers were left out. The limit
+// changes live.
+func TestMetricsPerPeer(t *testing.T) {
+	tn := newTestNet(t)
+	hub := tn.start(hubYAML, "10.1.0.0/24")
+	s1 := tn.start(spokeYAML(1, "198.51.100.1", "gre", 42, "lab"), "10.1.1.0/24")
+	s2 := tn.start(spokeYAML(2, "198.51.100.65", "udp", 42, "lab"), "10.1.2.0/24")
+	eventually(t, "registered", func() bool { return registered(s1) && registered(s2) && hub.n.Cache().Len() == 2 })
+	for i := 0; i < 3; i++ {
+		ping(t, s1, s2, "10.1.1.10", "10.1.2.10")
+		ping(t, s2, s1, "10.1.2.10", "10.1.1.10")
+	}
+	for i := 0; i < 5; i++ { // spoke1 is the busier peer
+		ping(t, s1, hub, "10.1.1.10", "10.1.0.10")
+	}
+	perPeer := []string{"dmvpn_peer_received_packets_total", "dmvpn_peer_received_bytes_total", "dmvpn_peer_sent_packets_total", "dmvpn_peer_sent_bytes_total"}
+	count := func(mfs map[string]*dto.MetricFamily) (n int) {
+		for _, name := range perPeer {
+			n += len(mfs[name].GetMetric())
+		}
+		return n
+	}
+
+	// Default: no per-peer series.
+	m := scrape(t, hub)
+	if n := count(m); n != 0 {
+		t.Fatalf("peer-limit 0: %d per-peer series", n)
+	}
+	if v := mustSeries(t, m, "dmvpn_peer_series_truncated"); v != 0 {
+		t.Errorf("peer-limit 0: truncated %v", v)
+	}
+
+	setLimit := func(limit int) {
+		t.Helper()
+		cfg, err := config.Parse("test.yaml", []byte(hubYAML+fmt.Sprintf("metrics:\n  peer-limit: %d\n", limit)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		changed, err := hub.n.Apply(cfg)
+		if err != nil || !strings.Contains(strings.Join(changed, "\n"), "metrics.peer-limit") {
+			t.Fatalf("reload to peer-limit %d: %v, %v", limit, changed, err)
+		}
+	}
+
+	// Room for both: their series equal the counters of show nhrp (once
+	// the last packets are counted), and nothing is truncated.
+	setLimit(5)
+	var diffs []string
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		diffs = nil
+		m = scrape(t, hub)
+		for _, e := range hub.n.NHRP() {
+			for i, want := range []uint64{e.RxPackets, e.RxBytes, e.TxPackets, e.TxBytes} {
+				got, ok := series(m, perPeer[i], "peer", e.Protocol, "nbma", e.NBMA)
+				if !ok || got != float64(want) {
+					diffs = append(diffs, fmt.Sprintf("%s{peer=%s,nbma=%s} = %v (%v), show nhrp says %d", perPeer[i], e.Protocol, e.NBMA, got, ok, want))
+				}
+			}
+			if e.RxPackets == 0 || e.TxPackets == 0 || e.RxBytes <= e.RxPackets || e.TxBytes <= e.TxPackets {
+				diffs = append(diffs, fmt.Sprintf("%s: counters %+v", e.Protocol, e))
+			}
+		}
+		if len(diffs) == 0 && count(m) == 8 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("per-peer series (%d):\n%s", count(m), strings.Join(diffs, "\n"))
+		}
+	}
+	if v := mustSeries(t, m, "dmvpn_peer_series_truncated"); v != 0 {
+		t.Errorf("peer-limit 5, 2 peers: truncated %v", v)
+	}
+
+	// Capped at one: the busier peer only, and truncated.
+	setLimit(1)
+	m = scrape(t, hub)
+	if n := count(m); n != 4 {
+		t.Fatalf("peer-limit 1: %d per-peer series, want 4", n)
+	}
+	for _, name := range perPeer {
+		if l := m[name].GetMetric()[0].GetLabel(); len(l) != 2 || l[1].GetName() != "peer" || l[1].GetValue() != "10.0.0.11" {
+			t.Errorf("peer-limit 1: %s is for %v, want peer 10.0.0.11", name, l)
+		}
+	}
+	if v := mustSeries(t, m, "dmvpn_peer_series_truncated"); v != 1 {
+		t.Errorf("peer-limit 1, 2 peers: truncated %v", v)
+	}
+
+	// Back to 0: none again.
+	setLimit(0)
+	if n := count(scrape(t, hub)); n != 0 {
+		t.Errorf("peer-limit back to 0: %d per-peer series", n)
 	}
 }

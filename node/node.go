@@ -85,6 +85,8 @@ type Node struct {
 	// it with the Go runtime and process collectors.
 	metrics  *metrics.Collector
 	registry *prometheus.Registry
+	// peerLimit is metrics.peer-limit (live: Apply sets it).
+	peerLimit atomic.Int64
 	// bus carries the node's events (engine state changes, node up and
 	// down) to `dmvpn events` streams; hooks runs the commands configured
 	// for them (events.go).
@@ -136,6 +138,7 @@ func New(cfg *config.Config, opts Options) (n *Node, err error) {
 		fib: fib.New(), wake: make(chan struct{}, 1), events: make(chan event, 256), ctl: make(chan ctlPacket, ctlQueue),
 		cache: cache.NewWithLimits(cache.Limits{MaxEntries: cfg.NHRP.MaxEntries, MaxPerNBMA: cfg.NHRP.MaxEntriesPerNBMA})}
 	n.ctlPool.New = func() any { b := make([]byte, 2048); return &b }
+	n.peerLimit.Store(int64(cfg.Metrics.PeerLimit))
 	n.metrics = metrics.New(n.metricsSnapshot)
 	n.registry = metrics.NewRegistry(n.metrics)
 	n.bus = events.NewBus(0, 0)

@@ -19,7 +19,8 @@ import (
 // (config.Load), and applies the difference to the running node: NHSes
 // added or removed (the others keep their registrations), static mappings,
 // static routes (FIB and kernel), NHRP timers, flags and limits, secrets and
-// keys (the old ones accepted for engine.AuthGrace), the log level. What
+// keys (the old ones accepted for engine.AuthGrace), the log level,
+// metrics.peer-limit. What
 // cannot change in a running node (the tunnel itself, the node's name and
 // API socket, the cache's bounds, a hub becoming a spoke) is refused with
 // the reason, and nothing is applied: the running configuration stays.
@@ -57,6 +58,7 @@ func liveOnly(c *config.Config) config.Config {
 	x.LogLevel, x.LogLevels = 0, nil
 	x.Routes = nil
 	x.Hooks = nil
+	x.Metrics.PeerLimit = 0
 	h := &x.NHRP
 	h.Holdtime, h.RegistrationTimeout, h.MaxHoldtime = 0, 0, 0
 	h.Authentication, h.AuthenticationKeys, h.AuthenticationMaxSkew = "", nil, 0
@@ -130,6 +132,10 @@ func (n *Node) Apply(cfg *config.Config) ([]string, error) {
 		} else {
 			changed = append(changed, "log-level: not applied (the node's logger has fixed levels)")
 		}
+	}
+	if old.Metrics.PeerLimit != cfg.Metrics.PeerLimit {
+		n.peerLimit.Store(int64(cfg.Metrics.PeerLimit))
+		changed = append(changed, fmt.Sprintf("metrics.peer-limit %d (was %d)", cfg.Metrics.PeerLimit, old.Metrics.PeerLimit))
 	}
 	n.live = cfg
 	n.poke() // new deadlines (an added NHS, a shorter refresh)

@@ -75,6 +75,7 @@ func (n *Node) NHRP() []api.NHRPEntry {
 		if e.NBMA.Port() == 0 {
 			x.NBMA = e.NBMA.Addr().String()
 		}
+		x.RxPackets, x.RxBytes, x.TxPackets, x.TxBytes = e.Counters.Load()
 		if !e.Expires.IsZero() {
 			exp := e.Expires
 			x.Expires = &exp

@@ -101,12 +101,60 @@ type Entry struct {
 	// (unix nanoseconds; 0 never): a shortcut that is used but never
 	// answers is a black hole and falls back to the hub.
 	LastRx *atomic.Int64
+	// Counters are the packets and bytes the data path exchanged with
+	// the peer (see PeerCounters); like Used and LastRx they are shared
+	// by every copy of the entry and kept by a replacement at the same
+	// endpoint.
+	Counters *PeerCounters
 	// Owner is the overlay address of the node that answered for this
 	// entry (a shortcut's next hop); Target the address resolved.
 	Target netip.Addr
 	// Direct: learned from a packet that came straight from the peer, so
 	// NBMA is known to work.
 	Direct bool
+}
+
+// PeerCounters are one peer's traffic counters, incremented by the data
+// path with one atomic add per packet and per byte count (no lock, no
+// allocation): received is every GRE packet that arrived from the entry's
+// NBMA endpoint (data and NHRP, before the key check), sent every data
+// packet queued to it (unicast, relayed or a multicast copy). Bytes are
+// GRE packets' (GRE header and payload, without the outer IP or UDP
+// header). Received and sent sit on separate cache lines: the underlay
+// readers write one, the overlay reader the other.
+type PeerCounters struct {
+	RxPackets, RxBytes atomic.Uint64
+	_                  [48]byte
+	TxPackets, TxBytes atomic.Uint64
+	_                  [48]byte
+}
+
+// Rx counts one packet of n bytes received from the peer.
+func (c *PeerCounters) Rx(n int) {
+	c.RxPackets.Add(1)
+	c.RxBytes.Add(uint64(n))
+}
+
+// Tx counts one packet of n bytes sent to the peer.
+func (c *PeerCounters) Tx(n int) {
+	c.TxPackets.Add(1)
+	c.TxBytes.Add(uint64(n))
+}
+
+// PeerStats is a snapshot of one entry's counters.
+type PeerStats struct {
+	Protocol           netip.Addr
+	NBMA               netip.AddrPort
+	RxPackets, RxBytes uint64
+	TxPackets, TxBytes uint64
+}
+
+// Load returns the counters' values (zero for nil).
+func (c *PeerCounters) Load() (rxPackets, rxBytes, txPackets, txBytes uint64) {
+	if c == nil {
+		return 0, 0, 0, 0
+	}
+	return c.RxPackets.Load(), c.RxBytes.Load(), c.TxPackets.Load(), c.TxBytes.Load()
 }
 
 func (e *Entry) forwards() bool {
@@ -143,6 +191,8 @@ var (
 type Peer struct {
 	NBMA      netip.AddrPort
 	Transport underlay.Transport
+	// Counters are the entry's (Entry.Counters), to count the copies.
+	Counters *PeerCounters
 }
 
 // item is an entry with its places in the indexes.
@@ -238,6 +288,14 @@ func (c *Cache) putLocked(e Entry) (victim Entry, err error) {
 		if e.LastRx == nil {
 			e.LastRx = new(atomic.Int64)
 		}
+		// The traffic counters too: a refresh at the same endpoint keeps
+		// counting, a move to another endpoint starts again from zero.
+		if e.Counters == nil && e.NBMA == it.NBMA {
+			e.Counters = it.Counters
+		}
+		if e.Counters == nil {
+			e.Counters = new(PeerCounters)
+		}
 		c.unindex(it)
 		it.Entry = e
 		c.index(it)
@@ -252,6 +310,9 @@ func (c *Cache) putLocked(e Entry) (victim Entry, err error) {
 	}
 	if e.LastRx == nil {
 		e.LastRx = new(atomic.Int64)
+	}
+	if e.Counters == nil {
+		e.Counters = new(PeerCounters)
 	}
 	if len(c.entries) >= c.lim.MaxEntries {
 		v, ok := c.evictLocked()
@@ -276,7 +337,7 @@ func (c *Cache) index(it *item) {
 		c.byNBMA[it.NBMA] = it
 		if it.Multicast {
 			it.mcastIdx = len(c.multicast)
-			c.multicast = append(c.multicast, Peer{NBMA: it.NBMA, Transport: it.Transport})
+			c.multicast = append(c.multicast, Peer{NBMA: it.NBMA, Transport: it.Transport, Counters: it.Counters})
 			c.mcastOf = append(c.mcastOf, it)
 		}
 	}
@@ -411,8 +472,12 @@ func (c *Cache) Update(addr netip.Addr, f func(e *Entry)) bool {
 		return false
 	}
 	c.unindex(it)
+	counters := it.Counters
 	f(&it.Entry)
 	it.Protocol = addr
+	if it.Counters == nil {
+		it.Counters = counters
+	}
 	c.index(it)
 	return true
 }
@@ -434,14 +499,21 @@ func (r Reader) Release() { r.c.mu.RUnlock() }
 // entries that can carry traffic (static, up dynamic and resolved ones).
 // It marks the entry used.
 func (r Reader) Forward(addr netip.Addr) (netip.AddrPort, underlay.Transport, bool) {
+	ep, t, _, ok := r.ForwardCounted(addr)
+	return ep, t, ok
+}
+
+// ForwardCounted is Forward that also returns the entry's traffic
+// counters, for the data path to count what it sends (PeerCounters.Tx).
+func (r Reader) ForwardCounted(addr netip.Addr) (netip.AddrPort, underlay.Transport, *PeerCounters, bool) {
 	e, ok := r.c.entries[addr]
 	if !ok || !e.forwards() {
-		return netip.AddrPort{}, 0, false
+		return netip.AddrPort{}, 0, nil, false
 	}
 	if !e.Used.Load() {
 		e.Used.Store(true)
 	}
-	return e.NBMA, e.Transport, true
+	return e.NBMA, e.Transport, e.Counters, true
 }
 
 // Multicast returns the peers that multicast is replicated to. The slice
@@ -455,11 +527,17 @@ func (c *Cache) Multicast() []Peer {
 	return slices.Clone(c.multicast)
 }
 
-// Touch records that a packet arrived from the NBMA endpoint ep at now
-// (unix nanoseconds).
-func (r Reader) Touch(ep netip.AddrPort, now int64) {
+// Touch records that a packet of n bytes arrived from the NBMA endpoint ep
+// at now (unix nanoseconds): the entry's receive time and its received
+// counters.
+func (r Reader) Touch(ep netip.AddrPort, now int64, n int) {
+	e, ok := r.c.byNBMA[ep]
+	if !ok {
+		return
+	}
+	e.Counters.Rx(n)
 	// 10 ms granularity keeps the shared cache line quiet under load.
-	if e, ok := r.c.byNBMA[ep]; ok && e.LastRx.Load() < now-int64(10*time.Millisecond) {
+	if e.LastRx.Load() < now-int64(10*time.Millisecond) {
 		e.LastRx.Store(now)
 	}
 }
@@ -500,6 +578,71 @@ func (c *Cache) All() []Entry {
 	c.mu.RUnlock()
 	slices.SortFunc(out, func(a, b Entry) int { return a.Protocol.Compare(b.Protocol) })
 	return out
+}
+
+// TopPeers returns the counters of at most n forwarding entries (static,
+// dynamic and resolved ones with an NBMA address), the busiest first
+// (received plus sent packets; ties by protocol address), and how many
+// forwarding entries there are. It walks the whole cache under the read
+// lock, reading atomics and keeping the n best in a heap: for a metrics
+// scrape that asks for per-peer series, never per packet.
+func (c *Cache) TopPeers(n int) (top []PeerStats, peers int) {
+	if n <= 0 {
+		return nil, 0
+	}
+	h := make(peerHeap, 0, min(n, 1024))
+	c.mu.RLock()
+	for _, it := range c.entries {
+		if !it.forwards() {
+			continue
+		}
+		peers++
+		s := PeerStats{Protocol: it.Protocol, NBMA: it.NBMA}
+		s.RxPackets, s.RxBytes, s.TxPackets, s.TxBytes = it.Counters.Load()
+		if len(h) < n {
+			heap.Push(&h, s)
+		} else if busier(s, h[0]) {
+			h[0] = s
+			heap.Fix(&h, 0)
+		}
+	}
+	c.mu.RUnlock()
+	top = []PeerStats(h)
+	slices.SortFunc(top, func(a, b PeerStats) int {
+		if busier(a, b) {
+			return -1
+		}
+		if busier(b, a) {
+			return 1
+		}
+		return 0
+	})
+	return top, peers
+}
+
+// busier orders peers by total packets, then by protocol address (the
+// lower first), so the selection is deterministic.
+func busier(a, b PeerStats) bool {
+	ta, tb := a.RxPackets+a.TxPackets, b.RxPackets+b.TxPackets
+	if ta != tb {
+		return ta > tb
+	}
+	return a.Protocol.Less(b.Protocol)
+}
+
+// peerHeap is a min-heap of the busiest peers so far (the least busy on
+// top, to be replaced).
+type peerHeap []PeerStats
+
+func (h peerHeap) Len() int           { return len(h) }
+func (h peerHeap) Less(i, j int) bool { return busier(h[j], h[i]) }
+func (h peerHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *peerHeap) Push(x any)        { *h = append(*h, x.(PeerStats)) }
+func (h *peerHeap) Pop() any {
+	old := *h
+	x := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return x
 }
 
 // Len is the number of entries.

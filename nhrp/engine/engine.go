@@ -168,6 +168,30 @@ type Stats struct {
 	ProbesSent, ProbesRefuted uint64
 	// Dropped counts dropped packets by reason (index: DropReason).
 	Dropped [numDropReasons]uint64
+	// ReceivedByType counts the packets received that decoded, by NHRP
+	// type (index: nhrp.Type, 1..8; 0 unused), before the role rules and
+	// authentication (their drops are in Dropped); SentByType the
+	// packets sent, by type.
+	ReceivedByType, SentByType [NumTypes + 1]uint64
+}
+
+// NumTypes is the number of NHRP packet types the engine counts (1..8).
+const NumTypes = 8
+
+var typeNames = [NumTypes + 1]string{
+	nhrp.TypeResolutionRequest: "resolution_request", nhrp.TypeResolutionReply: "resolution_reply",
+	nhrp.TypeRegistrationRequest: "registration_request", nhrp.TypeRegistrationReply: "registration_reply",
+	nhrp.TypePurgeRequest: "purge_request", nhrp.TypePurgeReply: "purge_reply",
+	nhrp.TypeErrorIndication: "error_indication", nhrp.TypeTrafficIndication: "traffic_indication",
+}
+
+// TypeName is the snake-case name of NHRP type t (registration_request …
+// traffic_indication), "" for a type out of 1..8: the metrics' type label.
+func TypeName(t nhrp.Type) string {
+	if int(t) < len(typeNames) {
+		return typeNames[t]
+	}
+	return ""
 }
 
 // DroppedByName returns the drop counters keyed by reason name.
@@ -601,6 +625,9 @@ func (e *Engine) transmit(now time.Time, to netip.AddrPort, t underlay.Transport
 		}
 	}
 	e.stats.Sent++
+	if ty := e.tx.Type; int(ty) < len(e.stats.SentByType) {
+		e.stats.SentByType[ty]++
+	}
 	e.send.SendNHRP(to, t, b)
 }
 
@@ -627,6 +654,9 @@ func (e *Engine) HandlePacket(now time.Time, from netip.AddrPort, t underlay.Tra
 			e.sendErrorIndication(now, from, t, b, nhrp.ErrorCode(de.Code), de.Offset)
 		}
 		return
+	}
+	if int(p.Type) < len(e.stats.ReceivedByType) {
+		e.stats.ReceivedByType[p.Type]++
 	}
 	if why := e.wrongFamily(p); why != "" {
 		e.drop(now, DropWrongFamily, from, why)
