@@ -18,6 +18,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/dmvpn/dmvpn/internal/textdist"
 	"github.com/dmvpn/dmvpn/underlay"
 )
 
@@ -737,30 +738,9 @@ func suggest(s string, valid []string) string {
 	}
 	best, bestDist := "", 3
 	for _, v := range valid {
-		if d := editDistance(ns, norm(v)); d < bestDist && d <= len(v)/2 {
+		if d := textdist.Levenshtein(ns, norm(v)); d < bestDist && d <= len(v)/2 {
 			best, bestDist = v, d
 		}
 	}
 	return best
-}
-
-// editDistance is the Levenshtein distance between a and b, in bytes.
-func editDistance(a, b string) int {
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
 }

@@ -21,12 +21,12 @@ package esp_test
 // below as a negative case.
 
 import (
+	"github.com/dmvpn/dmvpn/internal/capturetest"
+
 	"bufio"
 	"bytes"
 	"encoding/binary"
-	"errors"
 	"fmt"
-	"io"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -36,15 +36,9 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/gopacket/gopacket"
-	"github.com/gopacket/gopacket/layers"
-	"github.com/gopacket/gopacket/pcapgo"
-
 	"github.com/dmvpn/dmvpn/esp"
 	"github.com/dmvpn/dmvpn/internal/inet"
 )
-
-const confCapturesEnv = "DMVPN_CAPTURES"
 
 // The published keys of SA 0x12345678@192.1.2.45 (see the file comment).
 const (
@@ -54,26 +48,8 @@ const (
 	confKnownAuthKey = "87658765876587658765876587658765"
 )
 
-func confCapturesDir(t *testing.T) string {
-	t.Helper()
-	if d := os.Getenv(confCapturesEnv); d != "" {
-		if fi, err := os.Stat(d); err != nil || !fi.IsDir() {
-			t.Fatalf("%s=%q is not a directory: %v", confCapturesEnv, d, err)
-		}
-		return d
-	}
-	// go test runs in the package directory: <repo>/esp.
-	d := filepath.Join("..", "..", "shared", "captures")
-	if fi, err := os.Stat(d); err != nil || !fi.IsDir() {
-		// A bare clone has no ../shared: skipped even with DMVPN_E2E=1,
-		// since the captures are not part of the project.
-		t.Skipf("skipped: no real captures in %s (set %s to a directory holding INDEX.md's captures)", d, confCapturesEnv)
-	}
-	return d
-}
-
 func TestConformanceCaptures(t *testing.T) {
-	dir := confCapturesDir(t)
+	dir := capturetest.Dir(t)
 	ents, err := os.ReadDir(dir)
 	if err != nil {
 		t.Fatal(err)
@@ -124,7 +100,7 @@ type confESP struct {
 }
 
 func confRunCapture(t *testing.T, path, tsvPath string) (checked, opened int) {
-	frames, err := confReadFrames(path)
+	frames, err := capturetest.ReadFrames(path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -136,11 +112,11 @@ func confRunCapture(t *testing.T, path, tsvPath string) (checked, opened int) {
 	for _, f := range frames {
 		e, err := confFindESP(f)
 		if err != nil {
-			t.Errorf("frame %d: %v", f.num, err)
+			t.Errorf("frame %d: %v", f.Num, err)
 			continue
 		}
 		if e != nil {
-			found[f.num] = e
+			found[f.Num] = e
 		}
 	}
 	var got, want []int
@@ -313,60 +289,9 @@ func confSecretsFileKey(t *testing.T, path string, found map[int]*confESP) {
 // ---------------------------------------------------------------------------
 // Reading captures.
 
-type confFrame struct {
-	num             int
-	link            layers.LinkType
-	data            []byte
-	wireLen, capLen int
-}
-
-func confReadFrames(path string) ([]confFrame, error) {
-	fh, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer fh.Close()
-	type source interface {
-		ReadPacketData() ([]byte, gopacket.CaptureInfo, error)
-	}
-	var src source
-	var linkOf func(gopacket.CaptureInfo) layers.LinkType
-	if strings.HasSuffix(path, ".pcapng") {
-		r, err := pcapgo.NewNgReader(fh, pcapgo.DefaultNgReaderOptions)
-		if err != nil {
-			return nil, err
-		}
-		src = r
-		linkOf = func(ci gopacket.CaptureInfo) layers.LinkType {
-			if ifc, err := r.Interface(ci.InterfaceIndex); err == nil {
-				return ifc.LinkType
-			}
-			return r.LinkType()
-		}
-	} else {
-		r, err := pcapgo.NewReader(fh)
-		if err != nil {
-			return nil, err
-		}
-		src = r
-		linkOf = func(gopacket.CaptureInfo) layers.LinkType { return r.LinkType() }
-	}
-	var frames []confFrame
-	for n := 1; ; n++ {
-		data, ci, err := src.ReadPacketData()
-		if errors.Is(err, io.EOF) {
-			return frames, nil
-		}
-		if err != nil {
-			return frames, fmt.Errorf("frame %d: %w", n, err)
-		}
-		frames = append(frames, confFrame{num: n, link: linkOf(ci), data: data, wireLen: ci.Length, capLen: ci.CaptureLength})
-	}
-}
-
 // confFindESP returns the ESP packet a frame carries, or nil.
-func confFindESP(f confFrame) (*confESP, error) {
-	ip, err := confLinkToIPv4(f.link, f.data)
+func confFindESP(f capturetest.Frame) (*confESP, error) {
+	ip, err := capturetest.LinkToIPv4(f.Link, f.Data)
 	if err != nil || ip == nil {
 		return nil, err
 	}
@@ -392,7 +317,7 @@ func confFindESP(f confFrame) (*confESP, error) {
 		src:     netip.AddrFrom4([4]byte(ip[12:16])),
 		dst:     netip.AddrFrom4([4]byte(ip[16:20])),
 		proto:   ip[9],
-		wireLen: f.wireLen, capLen: f.capLen,
+		wireLen: f.WireLen, capLen: f.CapLen,
 		truncated: truncated,
 	}
 	pl := ip[ihl:end]
@@ -429,50 +354,6 @@ func confFindESP(f confFrame) (*confESP, error) {
 		return nil, nil
 	}
 	return e, nil
-}
-
-func confLinkToIPv4(link layers.LinkType, data []byte) ([]byte, error) {
-	df := gopacket.NilDecodeFeedback
-	var et layers.EthernetType
-	var rest []byte
-	switch link {
-	case layers.LinkTypeEthernet:
-		var eth layers.Ethernet
-		if err := eth.DecodeFromBytes(data, df); err != nil {
-			return nil, fmt.Errorf("ethernet: %w", err)
-		}
-		et, rest = eth.EthernetType, eth.Payload
-	case layers.LinkTypeLinuxSLL:
-		var sll layers.LinuxSLL
-		if err := sll.DecodeFromBytes(data, df); err != nil {
-			return nil, fmt.Errorf("linux SLL: %w", err)
-		}
-		et, rest = sll.EthernetType, sll.Payload
-	case layers.LinkTypeNull, layers.LinkTypeLoop:
-		var lo layers.Loopback
-		if err := lo.DecodeFromBytes(data, df); err != nil {
-			return nil, fmt.Errorf("loopback: %w", err)
-		}
-		if lo.Family != layers.ProtocolFamilyIPv4 {
-			return nil, nil
-		}
-		return lo.Payload, nil
-	case layers.LinkTypeRaw, layers.LinkTypeIPv4:
-		return data, nil
-	default:
-		return nil, fmt.Errorf("unsupported link type %v (%d)", link, int(link))
-	}
-	for et == layers.EthernetTypeDot1Q || et == layers.EthernetTypeQinQ {
-		var q layers.Dot1Q
-		if err := q.DecodeFromBytes(rest, df); err != nil {
-			return nil, fmt.Errorf("802.1Q: %w", err)
-		}
-		et, rest = q.Type, q.Payload
-	}
-	if et != layers.EthernetTypeIPv4 {
-		return nil, nil
-	}
-	return rest, nil
 }
 
 // confReadTSV reads a TShark fields export: a header row of column names,

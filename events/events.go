@@ -19,6 +19,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/dmvpn/dmvpn/internal/textdist"
 )
 
 // Type names what happened.
@@ -224,32 +226,9 @@ func Suggest(name string) string {
 	names := Names()
 	sort.Strings(names)
 	for _, n := range names {
-		if d := distance(name, n); d < bestD && d <= len(n)/2 {
+		if d := textdist.Levenshtein(strings.ReplaceAll(strings.ToLower(name), "_", "-"), n); d < bestD && d <= len(n)/2 {
 			best, bestD = n, d
 		}
 	}
 	return best
-}
-
-// distance is the Levenshtein distance between a and b, in bytes, with
-// '_' and '-' taken as the same.
-func distance(a, b string) int {
-	a = strings.ReplaceAll(strings.ToLower(a), "_", "-")
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			c := 1
-			if a[i-1] == b[j-1] {
-				c = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+c)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
 }

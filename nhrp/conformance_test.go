@@ -8,12 +8,13 @@ package nhrp_test
 // quirks handled below.
 
 import (
+	"github.com/dmvpn/dmvpn/internal/capturetest"
+
 	"bytes"
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -26,17 +27,11 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
-	"github.com/gopacket/gopacket"
-	"github.com/gopacket/gopacket/layers"
-	"github.com/gopacket/gopacket/pcapgo"
 
 	"github.com/dmvpn/dmvpn/gre"
 	"github.com/dmvpn/dmvpn/internal/inet"
 	"github.com/dmvpn/dmvpn/nhrp"
 )
-
-// confCapturesEnv overrides the captures directory.
-const confCapturesEnv = "DMVPN_CAPTURES"
 
 // confDecodeTimeout bounds a single Decode of a hostile packet. Decode is
 // linear in the packet size; this only catches a loop.
@@ -52,28 +47,8 @@ const (
 	confIPProtoUDP         = 17
 )
 
-// confCapturesDir returns the directory holding the captures, or skips.
-func confCapturesDir(t *testing.T) string {
-	t.Helper()
-	if d := os.Getenv(confCapturesEnv); d != "" {
-		if fi, err := os.Stat(d); err != nil || !fi.IsDir() {
-			t.Fatalf("%s=%q is not a directory: %v", confCapturesEnv, d, err)
-		}
-		return d
-	}
-	// go test runs in the package directory: <repo>/nhrp.
-	d := filepath.Join("..", "..", "shared", "captures")
-	if fi, err := os.Stat(d); err != nil || !fi.IsDir() {
-		// A bare clone has no ../shared: this test is skipped, even with
-		// DMVPN_E2E=1, since the captures are not part of the project.
-		t.Logf("captures directory %s not found (%v); a bare clone has none", d, err)
-		t.Skipf("skipped: no real captures in %s (set %s to a directory holding INDEX.md's captures)", d, confCapturesEnv)
-	}
-	return d
-}
-
 func TestConformanceCaptures(t *testing.T) {
-	dir := confCapturesDir(t)
+	dir := capturetest.Dir(t)
 	caps, err := confListCaptures(dir)
 	if err != nil {
 		t.Fatal(err)
@@ -144,7 +119,7 @@ func confExists(p string) bool { _, err := os.Stat(p); return err == nil }
 // confRunCapture checks every frame of one capture.
 func confRunCapture(t *testing.T, c confCapture) confStats {
 	var st confStats
-	frames, err := confReadFrames(c.path)
+	frames, err := capturetest.ReadFrames(c.path)
 	if err != nil {
 		t.Fatalf("reading %s: %v", c.path, err)
 	}
@@ -168,15 +143,15 @@ func confRunCapture(t *testing.T, c confCapture) confStats {
 	for _, f := range frames {
 		an, err := confAnalyze(f)
 		if err != nil {
-			t.Errorf("frame %d: %v", f.num, err)
+			t.Errorf("frame %d: %v", f.Num, err)
 			continue
 		}
-		analyses[f.num] = an
+		analyses[f.Num] = an
 		if len(an.gres) > 0 {
-			withGRE = append(withGRE, f.num)
+			withGRE = append(withGRE, f.Num)
 		}
 		if an.nhrp != nil {
-			withNHRP = append(withNHRP, f.num)
+			withNHRP = append(withNHRP, f.Num)
 		}
 	}
 	if greRows != nil {
@@ -191,18 +166,18 @@ func confRunCapture(t *testing.T, c confCapture) confStats {
 	}
 
 	for _, f := range frames {
-		an := analyses[f.num]
+		an := analyses[f.Num]
 		if an == nil || (len(an.gres) == 0 && an.nhrp == nil) {
 			continue
 		}
-		t.Run(fmt.Sprintf("frame%03d", f.num), func(t *testing.T) {
+		t.Run(fmt.Sprintf("frame%03d", f.Num), func(t *testing.T) {
 			if len(an.gres) > 0 {
 				st.gre++
 				st.greNested += len(an.gres) - 1
 				t.Run("gre", func(t *testing.T) {
 					var row map[string]string
 					if greRows != nil {
-						row = greRows.rows[f.num]
+						row = greRows.rows[f.Num]
 					}
 					confCheckGRE(t, an, row)
 				})
@@ -212,7 +187,7 @@ func confRunCapture(t *testing.T, c confCapture) confStats {
 				t.Run("nhrp", func(t *testing.T) {
 					var row map[string]string
 					if nhrpRows != nil {
-						row = nhrpRows.rows[f.num]
+						row = nhrpRows.rows[f.Num]
 					}
 					if confCheckNHRP(t, an, row) {
 						st.malformed++
@@ -226,112 +201,6 @@ func confRunCapture(t *testing.T, c confCapture) confStats {
 
 // ---------------------------------------------------------------------------
 // Reading captures and walking the layers.
-
-type confFrame struct {
-	num  int // 1-based, as TShark numbers frames
-	link layers.LinkType
-	data []byte
-}
-
-type confPacketSource interface {
-	ReadPacketData() ([]byte, gopacket.CaptureInfo, error)
-}
-
-func confReadFrames(path string) ([]confFrame, error) {
-	fh, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer fh.Close()
-	var src confPacketSource
-	var linkOf func(gopacket.CaptureInfo) layers.LinkType
-	if strings.HasSuffix(path, ".pcapng") {
-		r, err := pcapgo.NewNgReader(fh, pcapgo.DefaultNgReaderOptions)
-		if err != nil {
-			return nil, err
-		}
-		src = r
-		linkOf = func(ci gopacket.CaptureInfo) layers.LinkType {
-			if ifc, err := r.Interface(ci.InterfaceIndex); err == nil {
-				return ifc.LinkType
-			}
-			return r.LinkType()
-		}
-	} else {
-		r, err := pcapgo.NewReader(fh)
-		if err != nil {
-			return nil, err
-		}
-		src = r
-		linkOf = func(gopacket.CaptureInfo) layers.LinkType { return r.LinkType() }
-	}
-	var frames []confFrame
-	for n := 1; ; n++ {
-		data, ci, err := src.ReadPacketData()
-		if errors.Is(err, io.EOF) {
-			return frames, nil
-		}
-		if err != nil {
-			return frames, fmt.Errorf("frame %d: %w", n, err)
-		}
-		frames = append(frames, confFrame{num: n, link: linkOf(ci), data: data})
-	}
-}
-
-// confLinkToIPv4 strips the link layer and returns the IPv4 packet the frame
-// carries, or nil when it carries something else.
-func confLinkToIPv4(link layers.LinkType, data []byte) ([]byte, error) {
-	df := gopacket.NilDecodeFeedback
-	var et layers.EthernetType
-	var rest []byte
-	switch link {
-	case layers.LinkTypeEthernet:
-		var eth layers.Ethernet
-		if err := eth.DecodeFromBytes(data, df); err != nil {
-			return nil, fmt.Errorf("ethernet: %w", err)
-		}
-		et, rest = eth.EthernetType, eth.Payload
-	case layers.LinkTypeLinuxSLL:
-		var sll layers.LinuxSLL
-		if err := sll.DecodeFromBytes(data, df); err != nil {
-			return nil, fmt.Errorf("linux SLL: %w", err)
-		}
-		et, rest = sll.EthernetType, sll.Payload
-	case layers.LinkTypeLinuxSLL2:
-		var sll layers.LinuxSLL2
-		if err := sll.DecodeFromBytes(data, df); err != nil {
-			return nil, fmt.Errorf("linux SLL2: %w", err)
-		}
-		et, rest = sll.ProtocolType, sll.Payload
-	case layers.LinkTypeNull, layers.LinkTypeLoop:
-		var lo layers.Loopback
-		if err := lo.DecodeFromBytes(data, df); err != nil {
-			return nil, fmt.Errorf("loopback: %w", err)
-		}
-		if lo.Family != layers.ProtocolFamilyIPv4 {
-			return nil, nil
-		}
-		return lo.Payload, nil
-	case layers.LinkTypeRaw, layers.LinkTypeIPv4, 12, 14: // 12 and 14: raw IP on some BSDs
-		if len(data) > 0 && data[0]>>4 == 4 {
-			return data, nil
-		}
-		return nil, nil
-	default:
-		return nil, fmt.Errorf("unsupported link type %v (%d)", link, int(link))
-	}
-	for et == layers.EthernetTypeDot1Q || et == layers.EthernetTypeQinQ {
-		var q layers.Dot1Q
-		if err := q.DecodeFromBytes(rest, df); err != nil {
-			return nil, fmt.Errorf("802.1Q: %w", err)
-		}
-		et, rest = q.Type, q.Payload
-	}
-	if et != layers.EthernetTypeIPv4 {
-		return nil, nil
-	}
-	return rest, nil
-}
 
 // confIP is one IPv4 header met in a frame.
 type confIP struct {
@@ -392,8 +261,8 @@ type confAnalysis struct {
 
 const confMaxDepth = 4
 
-func confAnalyze(f confFrame) (*confAnalysis, error) {
-	ip, err := confLinkToIPv4(f.link, f.data)
+func confAnalyze(f capturetest.Frame) (*confAnalysis, error) {
+	ip, err := capturetest.LinkToIPv4(f.Link, f.Data)
 	if err != nil || ip == nil {
 		return &confAnalysis{}, err
 	}

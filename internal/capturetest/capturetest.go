@@ -1,0 +1,150 @@
+// Package capturetest reads the real-world captures the conformance tests
+// decode (../shared/captures, kept outside the repository: a bare clone
+// skips those tests). It is for tests only.
+package capturetest
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/gopacket/gopacket"
+	"github.com/gopacket/gopacket/layers"
+	"github.com/gopacket/gopacket/pcapgo"
+)
+
+// Env overrides the captures directory.
+const Env = "DMVPN_CAPTURES"
+
+// Dir returns the captures directory for a test running in a package one
+// level below the repository root (<repo>/nhrp, <repo>/esp), or skips t
+// when there is none: a bare clone has no ../shared, and the test is
+// skipped even with DMVPN_E2E=1, since the captures are not part of the
+// project.
+func Dir(t *testing.T) string {
+	t.Helper()
+	if d := os.Getenv(Env); d != "" {
+		if fi, err := os.Stat(d); err != nil || !fi.IsDir() {
+			t.Fatalf("%s=%q is not a directory: %v", Env, d, err)
+		}
+		return d
+	}
+	d := filepath.Join("..", "..", "shared", "captures")
+	if fi, err := os.Stat(d); err != nil || !fi.IsDir() {
+		t.Logf("captures directory %s not found (%v); a bare clone has none", d, err)
+		t.Skipf("skipped: no real captures in %s (set %s to a directory holding INDEX.md's captures)", d, Env)
+	}
+	return d
+}
+
+// Frame is one captured frame.
+type Frame struct {
+	Num             int // 1-based, as TShark numbers frames
+	Link            layers.LinkType
+	Data            []byte
+	WireLen, CapLen int
+}
+
+// ReadFrames reads every frame of a pcap or pcapng file.
+func ReadFrames(path string) ([]Frame, error) {
+	fh, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer fh.Close()
+	type source interface {
+		ReadPacketData() ([]byte, gopacket.CaptureInfo, error)
+	}
+	var src source
+	var linkOf func(gopacket.CaptureInfo) layers.LinkType
+	if strings.HasSuffix(path, ".pcapng") {
+		r, err := pcapgo.NewNgReader(fh, pcapgo.DefaultNgReaderOptions)
+		if err != nil {
+			return nil, err
+		}
+		src = r
+		linkOf = func(ci gopacket.CaptureInfo) layers.LinkType {
+			if ifc, err := r.Interface(ci.InterfaceIndex); err == nil {
+				return ifc.LinkType
+			}
+			return r.LinkType()
+		}
+	} else {
+		r, err := pcapgo.NewReader(fh)
+		if err != nil {
+			return nil, err
+		}
+		src = r
+		linkOf = func(gopacket.CaptureInfo) layers.LinkType { return r.LinkType() }
+	}
+	var frames []Frame
+	for n := 1; ; n++ {
+		data, ci, err := src.ReadPacketData()
+		if errors.Is(err, io.EOF) {
+			return frames, nil
+		}
+		if err != nil {
+			return frames, fmt.Errorf("frame %d: %w", n, err)
+		}
+		frames = append(frames, Frame{Num: n, Link: linkOf(ci), Data: data, WireLen: ci.Length, CapLen: ci.CaptureLength})
+	}
+}
+
+// LinkToIPv4 strips the link layer and returns the IPv4 packet the frame
+// carries, or nil when it carries something else.
+func LinkToIPv4(link layers.LinkType, data []byte) ([]byte, error) {
+	df := gopacket.NilDecodeFeedback
+	var et layers.EthernetType
+	var rest []byte
+	switch link {
+	case layers.LinkTypeEthernet:
+		var eth layers.Ethernet
+		if err := eth.DecodeFromBytes(data, df); err != nil {
+			return nil, fmt.Errorf("ethernet: %w", err)
+		}
+		et, rest = eth.EthernetType, eth.Payload
+	case layers.LinkTypeLinuxSLL:
+		var sll layers.LinuxSLL
+		if err := sll.DecodeFromBytes(data, df); err != nil {
+			return nil, fmt.Errorf("linux SLL: %w", err)
+		}
+		et, rest = sll.EthernetType, sll.Payload
+	case layers.LinkTypeLinuxSLL2:
+		var sll layers.LinuxSLL2
+		if err := sll.DecodeFromBytes(data, df); err != nil {
+			return nil, fmt.Errorf("linux SLL2: %w", err)
+		}
+		et, rest = sll.ProtocolType, sll.Payload
+	case layers.LinkTypeNull, layers.LinkTypeLoop:
+		var lo layers.Loopback
+		if err := lo.DecodeFromBytes(data, df); err != nil {
+			return nil, fmt.Errorf("loopback: %w", err)
+		}
+		if lo.Family != layers.ProtocolFamilyIPv4 {
+			return nil, nil
+		}
+		return lo.Payload, nil
+	case layers.LinkTypeRaw, layers.LinkTypeIPv4, 12, 14: // 12 and 14: raw IP on some BSDs
+		if len(data) > 0 && data[0]>>4 == 4 {
+			return data, nil
+		}
+		return nil, nil
+	default:
+		return nil, fmt.Errorf("unsupported link type %v (%d)", link, int(link))
+	}
+	for et == layers.EthernetTypeDot1Q || et == layers.EthernetTypeQinQ {
+		var q layers.Dot1Q
+		if err := q.DecodeFromBytes(rest, df); err != nil {
+			return nil, fmt.Errorf("802.1Q: %w", err)
+		}
+		et, rest = q.Type, q.Payload
+	}
+	if et != layers.EthernetTypeIPv4 {
+		return nil, nil
+	}
+	return rest, nil
+}
