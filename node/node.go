@@ -219,24 +219,11 @@ func New(cfg *config.Config, opts Options) (n *Node, err error) {
 		OnResolved:           n.metrics.ObserveResolution,
 		OnEvent:              n.emit,
 	}
-	if len(cfg.NHRP.AuthenticationKeys) > 0 {
-		keys := make([]nhrp.HMACKey, len(cfg.NHRP.AuthenticationKeys))
-		for i, k := range cfg.NHRP.AuthenticationKeys {
-			keys[i] = nhrp.HMACKey{ID: k.ID, Secret: []byte(k.Secret)}
-		}
-		if ecfg.HMAC, err = nhrp.NewHMACKeys(keys); err != nil {
-			return nil, fmt.Errorf("node %s: nhrp.authentication-keys: %w", cfg.Name, err)
-		}
+	if ecfg.HMAC, err = hmacKeys(cfg); err != nil {
+		return nil, fmt.Errorf("node %s: %w", cfg.Name, err)
 	}
-	var nhsAddrs []netip.Addr
-	for _, s := range cfg.NHRP.NHS {
-		ecfg.NHS = append(ecfg.NHS, engine.NHS{Protocol: s.Address, NBMA: s.Endpoint(), Transport: cfg.Tunnel.Transport})
-		nhsAddrs = append(nhsAddrs, s.Address)
-	}
-	for _, m := range cfg.NHRP.Map {
-		ecfg.Static = append(ecfg.Static, engine.StaticMap{Protocol: m.Address, NBMA: m.Endpoint(),
-			Transport: cfg.Tunnel.Transport, Multicast: m.Multicast})
-	}
+	ecfg.NHS, ecfg.Static = enginePeers(cfg)
+	nhsAddrs := nhsAddresses(cfg)
 
 	dcfg := dataplane.Config{Local: cfg.Tunnel.Address.Addr(), Subnet: subnet, NHS: nhsAddrs, Host: host}
 	if cfg.Tunnel.Key != nil {
@@ -258,6 +245,44 @@ func New(cfg *config.Config, opts Options) (n *Node, err error) {
 		})
 	}
 	return n, nil
+}
+
+// hmacKeys is the key ring of nhrp.authentication-keys, or nil.
+func hmacKeys(cfg *config.Config) (*nhrp.HMACKeys, error) {
+	if len(cfg.NHRP.AuthenticationKeys) == 0 {
+		return nil, nil
+	}
+	keys := make([]nhrp.HMACKey, len(cfg.NHRP.AuthenticationKeys))
+	for i, k := range cfg.NHRP.AuthenticationKeys {
+		keys[i] = nhrp.HMACKey{ID: k.ID, Secret: []byte(k.Secret)}
+	}
+	k, err := nhrp.NewHMACKeys(keys)
+	if err != nil {
+		return nil, fmt.Errorf("nhrp.authentication-keys: %w", err)
+	}
+	return k, nil
+}
+
+// enginePeers is the engine's view of nhrp.nhs and nhrp.map.
+func enginePeers(cfg *config.Config) (nhs []engine.NHS, static []engine.StaticMap) {
+	for _, s := range cfg.NHRP.NHS {
+		nhs = append(nhs, engine.NHS{Protocol: s.Address, NBMA: s.Endpoint(), Transport: cfg.Tunnel.Transport})
+	}
+	for _, m := range cfg.NHRP.Map {
+		static = append(static, engine.StaticMap{Protocol: m.Address, NBMA: m.Endpoint(),
+			Transport: cfg.Tunnel.Transport, Multicast: m.Multicast})
+	}
+	return nhs, static
+}
+
+// nhsAddresses are the NHSes' overlay addresses, in preference order (the
+// data plane's fallback next hops).
+func nhsAddresses(cfg *config.Config) []netip.Addr {
+	var a []netip.Addr
+	for _, s := range cfg.NHRP.NHS {
+		a = append(a, s.Address)
+	}
+	return a
 }
 
 // logFor is the node's logger for a subsystem: the node's name, and the

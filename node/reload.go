@@ -11,7 +11,6 @@ import (
 
 	"github.com/dmvpn/dmvpn/config"
 	"github.com/dmvpn/dmvpn/fib"
-	"github.com/dmvpn/dmvpn/nhrp"
 	"github.com/dmvpn/dmvpn/nhrp/engine"
 )
 
@@ -116,11 +115,7 @@ func (n *Node) Apply(cfg *config.Config) ([]string, error) {
 	if err != nil {
 		return nil, fmt.Errorf("reload: %w", err)
 	}
-	var nhs []netip.Addr
-	for _, s := range cfg.NHRP.NHS {
-		nhs = append(nhs, s.Address)
-	}
-	n.plane.SetNHS(nhs)
+	n.plane.SetNHS(nhsAddresses(cfg))
 	changed = append(changed, n.applyRoutes(old.Routes, cfg.Routes)...)
 	if applyHooks(); hooksChanged != "" {
 		changed = append(changed, hooksChanged)
@@ -160,23 +155,12 @@ func engineLive(old, cfg *config.Config) (engine.Live, error) {
 		AuthChanged: old.NHRP.Authentication != h.Authentication || !slices.Equal(old.NHRP.AuthenticationKeys, h.AuthenticationKeys) ||
 			old.NHRP.AuthenticationMaxSkew != h.AuthenticationMaxSkew,
 	}
-	if len(h.AuthenticationKeys) > 0 {
-		keys := make([]nhrp.HMACKey, len(h.AuthenticationKeys))
-		for i, k := range h.AuthenticationKeys {
-			keys[i] = nhrp.HMACKey{ID: k.ID, Secret: []byte(k.Secret)}
-		}
-		k, err := nhrp.NewHMACKeys(keys)
-		if err != nil {
-			return l, fmt.Errorf("reload: nhrp.authentication-keys: %w", err)
-		}
-		l.HMAC = k
+	k, err := hmacKeys(cfg)
+	if err != nil {
+		return l, fmt.Errorf("reload: %w", err)
 	}
-	for _, s := range h.NHS {
-		l.NHS = append(l.NHS, engine.NHS{Protocol: s.Address, NBMA: s.Endpoint(), Transport: cfg.Tunnel.Transport})
-	}
-	for _, m := range h.Map {
-		l.Static = append(l.Static, engine.StaticMap{Protocol: m.Address, NBMA: m.Endpoint(), Transport: cfg.Tunnel.Transport, Multicast: m.Multicast})
-	}
+	l.HMAC = k
+	l.NHS, l.Static = enginePeers(cfg)
 	return l, nil
 }
 

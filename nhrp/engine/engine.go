@@ -327,22 +327,8 @@ func New(cfg Config, c *cache.Cache, s Sender, log *slog.Logger) (*Engine, error
 	} else {
 		e.afn = nhrp.AFNIPv6
 	}
-	if cfg.HMAC != nil {
-		// Signers are peers (authentication is hop by hop), so the
-		// replay table is sized like the cache; its memory is touched
-		// only as signers appear.
-		f, err := replay.New(replay.Config{MaxSkew: cfg.HMACMaxSkew, MaxSigners: min(max(c.Limits().MaxEntries, 16), 65536), Window: 32})
-		if err != nil {
-			return nil, fmt.Errorf("nhrp: replay filter: %w", err)
-		}
-		a := cfg.HMAC.NewAuthentication(cfg.Address.Addr())
-		e.auth, e.hmac, e.replay = &a, cfg.HMAC, f
-	} else if len(cfg.Authentication) > 0 {
-		a, err := nhrp.NewCiscoAuthentication(cfg.Authentication)
-		if err != nil {
-			return nil, fmt.Errorf("nhrp: authentication: %w", err)
-		}
-		e.auth = &a
+	if err := e.useAuth(cfg.Authentication, cfg.HMAC, cfg.HMACMaxSkew); err != nil {
+		return nil, err
 	}
 	for _, n := range cfg.NHS {
 		e.nhs = append(e.nhs, &nhsState{NHSStatus: NHSStatus{NHS: n, State: StateDown}})
@@ -470,19 +456,10 @@ func (e *Engine) Shutdown(now time.Time) {
 		}
 	}
 	for _, n := range e.nhs {
-		// Purge wherever a registration may have been accepted, even if
-		// its reply has not reached us yet.
-		if n.State != StateUp && n.Attempts == 0 {
-			continue
+		if n.State == StateUp || n.Attempts > 0 {
+			e.deregister(now, n, "deregistering: shutting down")
+			e.setState(now, n, StateDown, "shut down")
 		}
-		p := e.newPacket(nhrp.TypePurgeRequest, n.Protocol)
-		p.Flags = nhrp.FlagPurgeN // we will not be here to read the reply
-		p.RequestID = e.nextReqID()
-		p.CIEs = append(p.CIEs[:0], nhrp.CIE{PrefixLength: uint8(e.cfg.Address.Addr().BitLen()), Protocol: e.cfg.Address.Addr()})
-		e.appendAuthAndEnd(p)
-		e.transmit(now, n.NBMA, n.Transport)
-		e.emit(now, events.PurgeSent, e.self(), n.NBMA, "", "deregistering: shutting down", 0)
-		e.setState(now, n, StateDown, "shut down")
 	}
 }
 
@@ -738,6 +715,48 @@ func (e *Engine) wrongFamily(p *nhrp.Packet) string {
 	return ""
 }
 
+// useAuth installs how our packets are authenticated and others' checked:
+// keyed (keys, with a fresh replay filter), Cisco's clear text (secret), or
+// not at all.
+func (e *Engine) useAuth(secret []byte, keys *nhrp.HMACKeys, skew time.Duration) error {
+	e.auth, e.hmac, e.replay = nil, nil, nil
+	switch {
+	case keys != nil:
+		// Signers are peers (authentication is hop by hop), so the
+		// replay table is sized like the cache; its memory is touched
+		// only as signers appear.
+		f, err := replay.New(replay.Config{MaxSkew: skew, MaxSigners: min(max(e.cache.Limits().MaxEntries, 16), 65536), Window: 32})
+		if err != nil {
+			return fmt.Errorf("nhrp: replay filter: %w", err)
+		}
+		a := keys.NewAuthentication(e.self())
+		e.auth, e.hmac, e.replay = &a, keys, f
+	case len(secret) > 0:
+		a, err := nhrp.NewCiscoAuthentication(secret)
+		if err != nil {
+			return fmt.Errorf("nhrp: authentication: %w", err)
+		}
+		e.auth = &a
+	}
+	return nil
+}
+
+// deregister tells NHS n, where a registration may have been accepted
+// (even if its reply has not reached us yet), to drop our binding: a
+// Purge Request without reply, as we will not wait for one.
+func (e *Engine) deregister(now time.Time, n *nhsState, why string) {
+	if n.State != StateUp && n.Attempts == 0 {
+		return
+	}
+	p := e.newPacket(nhrp.TypePurgeRequest, n.Protocol)
+	p.Flags = nhrp.FlagPurgeN
+	p.RequestID = e.nextReqID()
+	p.CIEs = append(p.CIEs[:0], nhrp.CIE{PrefixLength: uint8(e.self().BitLen()), Protocol: e.self()})
+	e.appendAuthAndEnd(p)
+	e.transmit(now, n.NBMA, n.Transport)
+	e.emit(now, events.PurgeSent, e.self(), n.NBMA, "", why, 0)
+}
+
 // errReflected: a keyed packet signed by ourselves, sent back to us.
 var errReflected = errors.New("signed by this node: reflected")
 
@@ -760,9 +779,12 @@ func (e *Engine) verifyHMAC(now time.Time, b []byte) (DropReason, error) {
 // authenticated checks the Cisco authentication extension when we have a
 // secret configured.
 func (e *Engine) authenticated(p *nhrp.Packet) bool {
-	if e.auth == nil {
-		return true
-	}
+	return e.auth == nil || ciscoSecretIs(p, e.cfg.Authentication)
+}
+
+// ciscoSecretIs reports whether p carries Cisco's clear-text
+// authentication with secret.
+func ciscoSecretIs(p *nhrp.Packet, secret []byte) bool {
 	x := p.Extension(nhrp.ExtAuthentication)
 	if x == nil {
 		return false
@@ -771,8 +793,8 @@ func (e *Engine) authenticated(p *nhrp.Packet) bool {
 	if err != nil {
 		return false
 	}
-	secret, ok := a.CiscoSecret()
-	return ok && string(secret) == string(e.cfg.Authentication)
+	s, ok := a.CiscoSecret()
+	return ok && string(s) == string(secret)
 }
 
 // authOffset is the offset of the authentication extension in p, or of the

@@ -107,23 +107,14 @@ func (e *Engine) reauthenticate(now time.Time, l Live, note func(string, ...any)
 	if e.hmac == nil && len(e.cfg.Authentication) == 0 {
 		prev = nil // there was none: nothing to be lenient about
 	}
-	e.auth, e.hmac, e.replay = nil, nil, nil
 	e.cfg.Authentication, e.cfg.HMAC, e.cfg.HMACMaxSkew = l.Authentication, l.HMAC, l.HMACMaxSkew
+	if err := e.useAuth(l.Authentication, l.HMAC, l.HMACMaxSkew); err != nil {
+		return err
+	}
 	switch {
 	case l.HMAC != nil:
-		f, err := replay.New(replay.Config{MaxSkew: l.HMACMaxSkew, MaxSigners: min(max(e.cache.Limits().MaxEntries, 16), 65536), Window: 32})
-		if err != nil {
-			return fmt.Errorf("nhrp: replay filter: %w", err)
-		}
-		a := l.HMAC.NewAuthentication(e.self())
-		e.auth, e.hmac, e.replay = &a, l.HMAC, f
 		note("nhrp.authentication-keys: signing with key %d", l.HMAC.SigningKeyID())
 	case len(l.Authentication) > 0:
-		a, err := nhrp.NewCiscoAuthentication(l.Authentication)
-		if err != nil {
-			return fmt.Errorf("nhrp: authentication: %w", err)
-		}
-		e.auth = &a
 		note("nhrp.authentication: new secret")
 	default:
 		note("nhrp: authentication off")
@@ -150,13 +141,7 @@ func (e *Engine) previousAuthOK(now time.Time, b []byte, p *nhrp.Packet) bool {
 		signer, _, seq, err := a.hmac.Verify(b)
 		return err == nil && signer != e.self() && a.filter.Check(signer, seq, now) == nil
 	}
-	if x := p.Extension(nhrp.ExtAuthentication); x != nil {
-		if v, err := x.Authentication(); err == nil {
-			s, ok := v.CiscoSecret()
-			return ok && string(s) == string(a.cisco)
-		}
-	}
-	return false
+	return ciscoSecretIs(p, a.cisco)
 }
 
 func (e *Engine) setStatic(now time.Time, want []StaticMap, note func(string, ...any)) {
@@ -207,15 +192,7 @@ func (e *Engine) setNHS(now time.Time, want []NHS, note func(string, ...any)) {
 		if kept[n.NHS] {
 			continue
 		}
-		if n.State == StateUp || n.Attempts > 0 {
-			p := e.newPacket(nhrp.TypePurgeRequest, n.Protocol)
-			p.Flags = nhrp.FlagPurgeN
-			p.RequestID = e.nextReqID()
-			p.CIEs = append(p.CIEs[:0], nhrp.CIE{PrefixLength: uint8(e.self().BitLen()), Protocol: e.self()})
-			e.appendAuthAndEnd(p)
-			e.transmit(now, n.NBMA, n.Transport)
-			e.emit(now, events.PurgeSent, e.self(), n.NBMA, "", "deregistering: NHS removed by a reload", 0)
-		}
+		e.deregister(now, n, "deregistering: NHS removed by a reload")
 		if n.State == StateUp {
 			e.emit(now, events.NHSDown, n.Protocol, n.NBMA, "", "removed from the configuration (reload)", 0)
 		}
