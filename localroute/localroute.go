@@ -3,8 +3,11 @@
 // packet arriving from the tunnel is handed to the host instead of relayed,
 // and, later, which local prefix covers an address NHRP is asked about.
 //
-// Kernel mirrors the host's main routing table over netlink; Static is a
-// fixed list for in-process tests. Lookups are lock-free.
+// Kernel mirrors the host's main routing table over netlink, one
+// notification at a time, and reports the overlay routes other routing
+// daemons install through the tunnel device (KernelOptions.OnOverlayRoute:
+// the FIB's kernel source); Static is a fixed list for in-process tests.
+// Lookups are lock-free.
 package localroute
 
 import (
@@ -67,6 +70,28 @@ func (m *Mirror) Local(dst netip.Addr) (netip.Prefix, bool) {
 type Route struct {
 	Prefix    netip.Prefix
 	ViaTunnel bool
+}
+
+// set installs (present) or removes prefix p in a new snapshot: a copy of
+// the trie's path to p, not of the table, so one change costs the same
+// whatever the table's size.
+func (m *Mirror) set(p netip.Prefix, e entry, present bool) {
+	t := new(bart.Table[entry])
+	if s := m.cur.Load(); s != nil {
+		t = s.t
+	}
+	if present {
+		if old, ok := t.Get(p); ok && old == e {
+			return
+		}
+		t = t.InsertPersist(p, e)
+	} else {
+		if _, ok := t.Get(p); !ok {
+			return
+		}
+		t = t.DeletePersist(p)
+	}
+	m.cur.Store(&snapshot{t})
 }
 
 // Replace installs a new set of host routes.

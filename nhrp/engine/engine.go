@@ -264,6 +264,7 @@ type Engine struct {
 	redirects   map[redirectKey]*bucket
 	holders     map[netip.Addr]map[netip.AddrPort]holder
 	shortcuts   map[netip.Addr]map[netip.Prefix]struct{} // owner -> routes via it
+	watch       shortcutIndex                            // the same routes by prefix (route watch)
 
 	rx    nhrp.Packet // decode scratch
 	rxRaw []byte      // the packet being handled, for Error Indications

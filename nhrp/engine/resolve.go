@@ -205,22 +205,26 @@ func (e *Engine) shortcutRefreshTimer(now time.Time, peer netip.Addr) {
 }
 
 // refinedRoute is the route a refresh of a shortcut for target refines: the
-// best route that is not itself a shortcut.
+// best route that is not itself a shortcut, one a shortcut of its prefix
+// hides included (the route watch checks the same one).
 func (e *Engine) refinedRoute(target netip.Addr, r fib.Route) netip.Prefix {
 	if r.Source != fib.SourceNHRP {
 		return r.Prefix
 	}
-	for _, o := range e.cfg.Routes.Covering(target) {
-		if o.Source != fib.SourceNHRP {
-			return o.Prefix
-		}
+	if o, ok := e.cfg.Routes.LookupExcept(target, fib.SourceNHRP); ok {
+		return o.Prefix
 	}
 	return r.Prefix
 }
 
 func (e *Engine) failResolution(now time.Time, target netip.Addr, why string) {
 	e.removePending(target)
-	_ = e.cache.Put(cache.Entry{Protocol: target, Type: cache.Negative, Created: now, Expires: now.Add(negativeHold)})
+	if old, ok := e.cache.Get(target); !ok || old.Type == cache.Incomplete || old.Type == cache.Negative {
+		// Only what we do not know becomes negative: a tunnel address
+		// mapped meanwhile (the owner answering another resolution) keeps
+		// its mapping, and the shortcut routes through it.
+		_ = e.cache.Put(cache.Entry{Protocol: target, Type: cache.Negative, Created: now, Expires: now.Add(negativeHold)})
+	}
 	e.rlog.Info(now, "resolution failed, traffic stays on the hub path", "target", target, "why", why)
 }
 
@@ -244,6 +248,7 @@ func (e *Engine) dropRoutesVia(owner netip.Addr) {
 	delete(e.shortcuts, owner)
 	for pfx := range rs {
 		e.cfg.Routes.Delete(pfx, fib.SourceNHRP)
+		e.unindexShortcut(pfx)
 	}
 	e.routeChanged()
 }
@@ -262,6 +267,7 @@ func (e *Engine) addShortcutRoute(prefix netip.Prefix, owner netip.Addr) bool {
 		return false
 	}
 	m[prefix] = struct{}{}
+	e.indexShortcut(prefix, owner)
 	e.cfg.Routes.Add(fib.Route{Prefix: prefix, NextHop: owner, Source: fib.SourceNHRP})
 	e.routeChanged()
 	return true
