@@ -31,37 +31,6 @@ import (
 	"github.com/dmvpn/dmvpn/internal/capturetest"
 )
 
-// capturesDir is capturetest.Dir for a package two levels below the
-// repository root: <repo>/../shared/captures, found from go.mod rather than
-// a fixed number of "..", with capturetest's override variable and its
-// skip: a bare clone has no ../shared, and the test is skipped even with
-// DMVPN_E2E=1, since the captures are not part of the project.
-func capturesDir(t *testing.T) string {
-	t.Helper()
-	if d := os.Getenv(capturetest.Env); d != "" {
-		if fi, err := os.Stat(d); err != nil || !fi.IsDir() {
-			t.Fatalf("%s=%q is not a directory: %v", capturetest.Env, d, err)
-		}
-		return d
-	}
-	root, err := filepath.Abs(".")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i := 0; i < 8; i++ {
-		if _, err := os.Stat(filepath.Join(root, "go.mod")); err == nil {
-			break
-		}
-		root = filepath.Dir(root)
-	}
-	d := filepath.Join(root, "..", "shared", "captures")
-	if fi, err := os.Stat(d); err != nil || !fi.IsDir() {
-		t.Logf("captures directory %s not found (%v); a bare clone has none", d, err)
-		t.Skipf("skipped: no real captures in %s (set %s to a directory holding INDEX.md's captures)", d, capturetest.Env)
-	}
-	return d
-}
-
 // udpDatagram is one UDP datagram of a capture.
 type udpDatagram struct {
 	frame            int
@@ -127,7 +96,7 @@ func walkPayloads(t *testing.T, first byte, b []byte) []payload {
 }
 
 func TestConformanceIKEv2pI2(t *testing.T) {
-	dir := capturesDir(t)
+	dir := capturetest.Dir(t)
 	secrets, err := os.ReadFile(filepath.Join(dir, "tcpdump_ikev2pI2-secrets.txt"))
 	if err != nil {
 		t.Fatal(err)
@@ -204,7 +173,7 @@ func TestConformanceIKEv2pI2(t *testing.T) {
 }
 
 func TestConformanceNATDetection(t *testing.T) {
-	dir := capturesDir(t)
+	dir := capturetest.Dir(t)
 	checked := 0
 	for _, d := range readUDP(t, filepath.Join(dir, "ndpi_esp_ikev2.pcapng")) {
 		m := d.payload

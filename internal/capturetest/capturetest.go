@@ -20,24 +20,45 @@ import (
 // Env overrides the captures directory.
 const Env = "DMVPN_CAPTURES"
 
-// Dir returns the captures directory for a test running in a package one
-// level below the repository root (<repo>/nhrp, <repo>/esp), or skips t
-// when there is none: a bare clone has no ../shared, and the test is
-// skipped even with DMVPN_E2E=1, since the captures are not part of the
-// project.
+// Lookup returns the captures directory: $DMVPN_CAPTURES, else
+// <repo>/../shared/captures with <repo> the nearest directory above the
+// working directory (a test's package directory) that holds go.mod. ok is
+// false when that directory does not exist: a bare clone has no ../shared.
+func Lookup() (dir string, ok bool) {
+	if d := os.Getenv(Env); d != "" {
+		fi, err := os.Stat(d)
+		return d, err == nil && fi.IsDir()
+	}
+	root, err := filepath.Abs(".")
+	if err != nil {
+		return "", false
+	}
+	for range 16 { // bounded: a package is never this deep
+		if _, err := os.Stat(filepath.Join(root, "go.mod")); err == nil {
+			break
+		}
+		root = filepath.Dir(root)
+	}
+	d := filepath.Join(root, "..", "shared", "captures")
+	fi, err := os.Stat(d)
+	return d, err == nil && fi.IsDir()
+}
+
+// Dir returns the captures directory (see Lookup), or skips t when there is
+// none: a bare clone has no ../shared, and the test is skipped even with
+// DMVPN_E2E=1, since the captures are not part of the project. A
+// $DMVPN_CAPTURES that is not a directory fails t.
 func Dir(t *testing.T) string {
 	t.Helper()
-	if d := os.Getenv(Env); d != "" {
-		if fi, err := os.Stat(d); err != nil || !fi.IsDir() {
-			t.Fatalf("%s=%q is not a directory: %v", Env, d, err)
-		}
+	d, ok := Lookup()
+	if ok {
 		return d
 	}
-	d := filepath.Join("..", "..", "shared", "captures")
-	if fi, err := os.Stat(d); err != nil || !fi.IsDir() {
-		t.Logf("captures directory %s not found (%v); a bare clone has none", d, err)
-		t.Skipf("skipped: no real captures in %s (set %s to a directory holding INDEX.md's captures)", d, Env)
+	if os.Getenv(Env) != "" {
+		t.Fatalf("%s=%q is not a directory", Env, d)
 	}
+	t.Logf("captures directory %s not found; a bare clone has none", d)
+	t.Skipf("skipped: no real captures in %s (set %s to a directory holding INDEX.md's captures)", d, Env)
 	return d
 }
 
