@@ -71,7 +71,10 @@ type Route struct {
 	Prefix  string `json:"prefix"`
 	NextHop string `json:"next_hop"`
 	Source  string `json:"source"`
-	Best    bool   `json:"best"`
+	// Distance orders the sources of one prefix: the lowest wins (see
+	// fib.Source.Distance).
+	Distance int  `json:"distance"`
+	Best     bool `json:"best"`
 }
 
 // Stats is the node's counters.
@@ -178,6 +181,9 @@ func ServeListener(ctx context.Context, l net.Listener, p Provider) error {
 	handle("/v1/stats", func() any { return p.Stats() })
 	if m, ok := p.(MetricsProvider); ok {
 		mux.Handle("GET /v1/metrics", m.Metrics())
+	}
+	if b, ok := p.(BGPProvider); ok {
+		handle("/v1/bgp", func() any { return b.BGP() }) // bgp.go
 	}
 	if c, ok := p.(CaptureProvider); ok {
 		handleCapture(mux, ctx, c) // GET /v1/capture: pcapng (capture.go)

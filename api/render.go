@@ -70,13 +70,13 @@ func RenderNHRP(w io.Writer, es []NHRPEntry, now time.Time) {
 // RenderRoutes writes `show routes`.
 func RenderRoutes(w io.Writer, rs []Route) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "Prefix\tNext hop\tSource\tBest\t")
+	fmt.Fprintln(tw, "Prefix\tNext hop\tSource\tDistance\tBest\t")
 	for _, r := range rs {
 		best := ""
 		if r.Best {
 			best = "*"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t\n", r.Prefix, r.NextHop, r.Source, best)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t\n", r.Prefix, r.NextHop, r.Source, r.Distance, best)
 	}
 	tw.Flush()
 }

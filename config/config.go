@@ -8,7 +8,7 @@
 // would be valid, and all errors are reported at once, sorted by line:
 //
 //	spoke1.yaml:7:14: tunnel.transport: "tcp" is not valid (valid: gre, udp)
-//	spoke1.yaml:3:1: unknown field "tunel" (valid here: name, log-level, log-format, log-levels, api-socket, tunnel, nhrp, routes, metrics, hooks; did you mean "tunnel"?)
+//	spoke1.yaml:3:1: unknown field "tunel" (valid here: name, log-level, log-format, log-levels, api-socket, tunnel, nhrp, routes, bgp, metrics, hooks; did you mean "tunnel"?)
 //
 // Defaults are applied after parsing, so a *Config returned by Load or Parse
 // is complete. docs/CONFIG.md is the reference for every field.
@@ -51,7 +51,7 @@ var DefaultMaxReceive = Rate{Packets: 100, Interval: time.Second}
 
 // LogComponents are the components log-levels may name (internal/logging
 // uses the same names).
-var LogComponents = []string{"nhrp", "dataplane", "node", "localroute", "api", "metrics", "events", "capture"}
+var LogComponents = []string{"nhrp", "dataplane", "node", "localroute", "api", "bgp", "metrics", "events", "capture"}
 
 // Limits checked by Parse.
 const (
@@ -81,7 +81,7 @@ type Config struct {
 	LogFormat string `yaml:"log-format" check:"log-format" default:"text"`
 	// LogLevels overrides LogLevel per component (the "component"
 	// attribute of every log line: nhrp, dataplane, node, localroute,
-	// api, metrics, events, capture). YAML log-levels, a mapping such as
+	// api, bgp, metrics, events, capture). YAML log-levels, a mapping such as
 	// {nhrp: debug, dataplane: warn}; optional.
 	LogLevels map[string]slog.Level `yaml:"log-levels"`
 	// APISocket is the path of the Unix socket that `dmvpn show` talks to.
@@ -94,6 +94,8 @@ type Config struct {
 	NHRP NHRP `yaml:"nhrp" required:"a section with at least network-id"`
 	// Routes are static routes into the overlay (YAML routes, optional).
 	Routes []Route `yaml:"routes" valid:"a list of routes, each with prefix and via"`
+	// BGP is the built-in BGP speaker (YAML bgp, optional; see BGP).
+	BGP BGP `yaml:"bgp"`
 	// Metrics configures the Prometheus endpoint (YAML metrics,
 	// optional).
 	Metrics Metrics `yaml:"metrics"`

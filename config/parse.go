@@ -227,6 +227,7 @@ func (p *parser) parse(data []byte) *Config {
 	p.mapping(p.root, "", configSchema(), reflect.ValueOf(c).Elem())
 	p.applyDefaults(c)
 	p.validate(c)
+	p.validateBGP(c)
 	return c
 }
 
@@ -477,7 +478,10 @@ func init() {
 		"events": func(p *parser, n *yaml.Node, path string, f *fieldSpec, v reflect.Value) {
 			v.Set(reflect.ValueOf(p.hookEvents(n, path)))
 		},
-		"command": decodeCommand,
+		"command":      decodeCommand,
+		"prefix-list":  decodePrefixList,
+		"bgp-password": decodeBGPPassword,
+		"description":  decodeDescription,
 	}
 }
 

@@ -437,6 +437,7 @@ func (p *parser) applyDerived(c *Config) {
 	if !p.given[&n.MaxHoldtime] {
 		n.MaxHoldtime = max(DefaultMaxHoldtime, n.Holdtime)
 	}
+	p.applyBGPDerived(c)
 }
 
 // schemaFields calls fn for every field of the schema, with its generic

@@ -11,7 +11,8 @@ import (
 // minimal is the smallest valid file: every other field gets its default.
 const minimal = "name: s1\ntunnel:\n  address: 10.0.0.11/24\n  source: 198.51.100.1\n  transport: udp\nnhrp:\n  network-id: 1\n" +
 	"  nhs:\n    - address: 10.0.0.1\n      nbma: 192.0.2.1\n  map:\n    - address: 10.0.0.2\n      nbma: 192.0.2.2\n" +
-	"hooks:\n  - event: node-up\n    command: [/bin/true]\n"
+	"hooks:\n  - event: node-up\n    command: [/bin/true]\n" +
+	"bgp:\n  as: 65001\n  neighbors:\n    - address: 10.0.0.5\n      as: 65005\n"
 
 // fieldValue returns the value at the generic path of a field of c (list
 // entries: the first).
@@ -51,7 +52,11 @@ func TestSchemaDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	present := map[string]bool{"name": true, "tunnel": true, "tunnel.address": true, "tunnel.source": true, "tunnel.transport": true,
-		"nhrp": true, "nhrp.network-id": true, "nhrp.nhs": true, "nhrp.map": true, "hooks": true}
+		"nhrp": true, "nhrp.network-id": true, "nhrp.nhs": true, "nhrp.map": true, "hooks": true,
+		"bgp": true, "bgp.as": true, "bgp.neighbors": true,
+		// Derived from the role: a spoke (this file) has no dynamic
+		// neighbors and is no route reflector.
+		"bgp.dynamic-neighbors": true, "bgp.dynamic-neighbors[].as": true, "bgp.route-reflector": true}
 	n := 0
 	schemaFields(func(path string, f *fieldSpec) {
 		n++

@@ -66,8 +66,12 @@ func TestLabCommandWithoutTools(t *testing.T) {
 		t.Fatalf("dmvpn lab without ip, nft, iptables, ping on PATH: %v", err)
 	}
 	report := string(out)
-	if n := strings.Count(report, "\nPASS "); n != len(lab.Checks) {
-		t.Errorf("%d PASS lines, want %d", n, len(lab.Checks))
+	// The ping checks and the BGP check.
+	if n := strings.Count(report, "\nPASS "); n != len(lab.Checks)+1 {
+		t.Errorf("%d PASS lines, want %d", n, len(lab.Checks)+1)
+	}
+	if !strings.Contains(report, "=== hub: dmvpn show bgp -c") || !strings.Contains(report, "Established") {
+		t.Error("report lacks the hub's show bgp with Established sessions")
 	}
 	for _, bad := range []string{"FAIL", "missing", "executable file not found"} {
 		if strings.Contains(report, bad) {

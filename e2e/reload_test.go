@@ -67,13 +67,14 @@ func TestReloadChangesExactlyThat(t *testing.T) {
 		t.Fatalf("reload: %v: %s", err, out)
 	}
 	t.Logf("dmvpn reload: %s", strings.TrimSpace(out))
-	for _, want := range []string{"nhrp.nhs: removed 10.0.0.2", "routes: 172.16.9.0/24 via 10.0.0.1"} {
+	// The BGP session with the removed NHS goes with it (bgp.peer-nhs).
+	for _, want := range []string{"nhrp.nhs: removed 10.0.0.2", "routes: 172.16.9.0/24 via 10.0.0.1", "bgp neighbors: 1 (were 2)"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("reload output lacks %q", want)
 		}
 	}
-	if n := strings.Count(out, "reloaded:"); n != 2 {
-		t.Errorf("%d changes reported, want exactly 2", n)
+	if n := strings.Count(out, "reloaded:"); n != 3 {
+		t.Errorf("%d changes reported, want exactly 3", n)
 	}
 	s1, _ = e.show(lab.Spoke1)
 	if _, ok := peer(s1, ghostNHS.Address); ok {

@@ -18,8 +18,35 @@ type NodeConfig struct {
 	APISocket string        `yaml:"api-socket"`
 	Tunnel    TunnelConfig  `yaml:"tunnel"`
 	NHRP      NHRPConfig    `yaml:"nhrp"`
-	Routes    []RouteConfig `yaml:"routes"`
+	Routes    []RouteConfig `yaml:"routes,omitempty"`
+	BGP       *BGPConfig    `yaml:"bgp,omitempty"`
 	Metrics   MetricsConfig `yaml:"metrics,omitempty"`
+}
+
+// BGPConfig is the bgp: section (nil: no BGP).
+type BGPConfig struct {
+	AS           uint32           `yaml:"as"`
+	HoldTime     time.Duration    `yaml:"hold-time,omitempty"`
+	ConnectRetry time.Duration    `yaml:"connect-retry,omitempty"`
+	NextHopSelf  bool             `yaml:"next-hop-self,omitempty"`
+	Aggregates   []string         `yaml:"aggregates,omitempty,flow"`
+	Networks     []string         `yaml:"networks,omitempty,flow"`
+	PeerNHS      *bool            `yaml:"peer-nhs,omitempty"`
+	Redistribute *BGPRedistribute `yaml:"redistribute,omitempty"`
+	Neighbors    []BGPNeighbor    `yaml:"neighbors,omitempty"`
+}
+
+// BGPRedistribute is bgp.redistribute.
+type BGPRedistribute struct {
+	Connected bool     `yaml:"connected,omitempty"`
+	NHRP      bool     `yaml:"nhrp,omitempty"`
+	Prefixes  []string `yaml:"prefixes,omitempty,flow"`
+}
+
+// BGPNeighbor is one entry of bgp.neighbors.
+type BGPNeighbor struct {
+	Address string `yaml:"address"`
+	AS      uint32 `yaml:"as"`
 }
 
 // MetricsConfig is the metrics: section, written only when Listen is set.
@@ -64,6 +91,13 @@ const (
 	TunnelKey = 42
 	TunnelMTU = 1400
 	NetworkID = 1
+	// AS is the lab's BGP AS: every node in it (iBGP, the hub a route
+	// reflector for the tunnel subnet).
+	AS = 65000
+	// BGPHoldTime and BGPConnectRetry are short so a lab converges in
+	// seconds and a stopped spoke is withdrawn quickly.
+	BGPHoldTime     = 9 * time.Second
+	BGPConnectRetry = 2 * time.Second
 	// Authentication is 8 bytes, Cisco's maximum. (tshark reads the
 	// extension the RFC 2332 way and calls one shorter than 4 bytes of
 	// secret "Incomplete": keep lab captures clean.)
@@ -100,6 +134,26 @@ func (l *Lab) Config(name string) (NodeConfig, error) {
 	}
 	route := func(p netip.Prefix, via netip.Addr) RouteConfig {
 		return RouteConfig{Prefix: p.Masked().String(), Via: via.String()}
+	}
+	if !l.opts.StaticRoutes {
+		// BGP: each node announces its own LAN; the hub reflects (phase
+		// 2) or sends only the summary with itself as next hop.
+		c.BGP = &BGPConfig{AS: AS, HoldTime: BGPHoldTime, ConnectRetry: BGPConnectRetry,
+			Networks: []string{d.LAN.Masked().String()}}
+		if d.IsHub() {
+			c.NHRP.Redirect = l.opts.Phase == 3
+			if l.opts.Phase != 2 {
+				c.BGP.Aggregates = []string{LANSuperNet.String()}
+				c.BGP.NextHopSelf = true
+			}
+		} else {
+			c.NHRP.NHS = []NHSConfig{{Address: hub.Overlay.Addr().String(), NBMA: hub.WAN.Addr().String()}}
+			c.NHRP.Shortcut = l.opts.Phase == 3
+		}
+		if l.opts.Tweak != nil {
+			l.opts.Tweak(d.Name, &c)
+		}
+		return c, nil
 	}
 	if d.IsHub() {
 		c.NHRP.Redirect = l.opts.Phase == 3

@@ -12,6 +12,8 @@ import (
 func TestConfigsAcceptedByDaemon(t *testing.T) {
 	for _, o := range []Options{
 		{Dir: "/run/dmvpn-lab/dmvpn"},
+		{StaticRoutes: true},
+		{Phase: 2, StaticRoutes: true},
 		{Phase: 2},
 		{Phase: 3, Holdtime: 90 * time.Second},
 		{Transport: map[string]string{Hub: "udp", Spoke1: "udp", Spoke2: "udp"}},
@@ -34,7 +36,8 @@ func TestConfigsAcceptedByDaemon(t *testing.T) {
 			}
 			if pc.IsHub() != d.IsHub() || pc.Tunnel.Transport.String() != c.Tunnel.Transport || pc.APISocket != c.APISocket ||
 				pc.NHRP.Holdtime != o.Holdtime || pc.NHRP.Redirect != c.NHRP.Redirect || pc.NHRP.Shortcut != c.NHRP.Shortcut ||
-				len(pc.Routes) != len(c.Routes) || pc.Tunnel.Address.String() != c.Tunnel.Address {
+				len(pc.Routes) != len(c.Routes) || pc.Tunnel.Address.String() != c.Tunnel.Address ||
+				pc.BGP.Enabled() != (c.BGP != nil) || c.BGP != nil && len(pc.BGP.Networks) != len(c.BGP.Networks) {
 				t.Errorf("phase %d %s: parsed %+v from\n%s", o.Phase, d.Name, pc, text)
 			}
 		}

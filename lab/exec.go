@@ -148,7 +148,7 @@ func (l *Lab) Show(ctx context.Context, node, what string, json bool) ([]byte, e
 	if l.opts.Binary == "" {
 		return nil, fmt.Errorf("lab: Options.Binary (the dmvpn executable) is not set")
 	}
-	args := []string{"show", what}
+	args := append([]string{"show"}, strings.Fields(what)...) // "bgp routes"
 	if json {
 		args = append(args, "--json")
 	}

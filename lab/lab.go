@@ -94,8 +94,14 @@ type Options struct {
 	// Phase selects the routing in the configs: 1 (default): spokes route
 	// 10.1.0.0/16 via the hub; 2: spokes route each remote LAN via its own
 	// spoke's tunnel address; 3: like 1, plus redirect on the hub and
-	// shortcut on the spokes.
+	// shortcut on the spokes. With BGP (the default) the routes are learned:
+	// every node announces its LAN, the hub reflects them with their next
+	// hop unchanged (phase 2) or sends only the summary 10.1.0.0/16 with
+	// itself as next hop (phases 1 and 3).
 	Phase int
+	// StaticRoutes writes the routes above into the configs as static
+	// routes and runs no BGP (the lab as it was before BGP).
+	StaticRoutes bool
 	// Transport overrides a node's transport ("gre" or "udp"), by node name.
 	// Defaults: hub, spoke1, spoke2 gre; spoke3 udp.
 	Transport map[string]string

@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"reflect"
 	"strconv"
 	"strings"
 	"sync"
@@ -116,7 +117,7 @@ func configs(t *testing.T, o Options) map[string]NodeConfig {
 		if err := dec.Decode(&back); err != nil {
 			t.Fatalf("%s: %v\n%s", d.Name, err, text)
 		}
-		if fmt.Sprint(back) != fmt.Sprint(c) {
+		if !reflect.DeepEqual(back, c) {
 			t.Errorf("%s: YAML round trip\n got %+v\nwant %+v\n%s", d.Name, back, c, text)
 		}
 		if d.IsHub() && strings.Contains(string(text), "nhs") {
@@ -136,7 +137,7 @@ func routesOf(c NodeConfig) string {
 }
 
 func TestConfigs(t *testing.T) {
-	c := configs(t, Options{Dir: "/run/x"})
+	c := configs(t, Options{Dir: "/run/x", StaticRoutes: true})
 	hub, s1, s3 := c[Hub], c[Spoke1], c[Spoke3]
 	if hub.Tunnel.Address != "10.0.0.1/24" || hub.Tunnel.Source != "192.0.2.1" || hub.Tunnel.Transport != "gre" || len(hub.NHRP.NHS) != 0 {
 		t.Errorf("hub = %+v", hub)
@@ -165,7 +166,7 @@ func TestConfigs(t *testing.T) {
 		}
 	}
 
-	c3 := configs(t, Options{Phase: 3, Holdtime: 90 * time.Second, Transport: map[string]string{Spoke1: "udp"}})
+	c3 := configs(t, Options{Phase: 3, StaticRoutes: true, Holdtime: 90 * time.Second, Transport: map[string]string{Spoke1: "udp"}})
 	if !c3[Hub].NHRP.Redirect || c3[Hub].NHRP.Shortcut || !c3[Spoke2].NHRP.Shortcut || c3[Spoke2].NHRP.Redirect {
 		t.Errorf("phase 3 redirect/shortcut wrong: hub %+v spoke2 %+v", c3[Hub].NHRP, c3[Spoke2].NHRP)
 	}
@@ -176,12 +177,12 @@ func TestConfigs(t *testing.T) {
 		t.Errorf("overrides not applied: %+v", c3[Spoke1])
 	}
 
-	c2 := configs(t, Options{Phase: 2})
+	c2 := configs(t, Options{Phase: 2, StaticRoutes: true})
 	if got, want := routesOf(c2[Spoke2]), "10.1.0.0/24>10.0.0.1 10.1.1.0/24>10.0.0.11 10.1.3.0/24>10.0.0.13"; got != want {
 		t.Errorf("phase 2 spoke2 routes = %s, want %s", got, want)
 	}
 
-	tw := configs(t, Options{Tweak: func(node string, c *NodeConfig) {
+	tw := configs(t, Options{StaticRoutes: true, Tweak: func(node string, c *NodeConfig) {
 		c.NHRP.Authentication = `we"ird: yes`
 		if node == Spoke2 {
 			c.Routes = nil
@@ -189,6 +190,29 @@ func TestConfigs(t *testing.T) {
 	}})
 	if tw[Spoke1].NHRP.Authentication != `we"ird: yes` || len(tw[Spoke2].Routes) != 0 {
 		t.Errorf("tweak not applied: %+v %+v", tw[Spoke1].NHRP, tw[Spoke2].Routes)
+	}
+}
+
+// TestBGPConfigs: with BGP (the default) no config carries a static route;
+// every node announces its LAN; the hub sends the summary with itself as
+// next hop in phases 1 and 3 and reflects next hops unchanged in phase 2.
+func TestBGPConfigs(t *testing.T) {
+	for _, phase := range []int{1, 2, 3} {
+		c := configs(t, Options{Phase: phase})
+		for _, d := range Daemons {
+			nc := c[d.Name]
+			if len(nc.Routes) != 0 {
+				t.Errorf("phase %d %s: static routes %s", phase, d.Name, routesOf(nc))
+			}
+			if nc.BGP == nil || nc.BGP.AS != AS || !reflect.DeepEqual(nc.BGP.Networks, []string{d.LAN.Masked().String()}) {
+				t.Errorf("phase %d %s: bgp %+v", phase, d.Name, nc.BGP)
+				continue
+			}
+			summary := d.IsHub() && phase != 2
+			if nc.BGP.NextHopSelf != summary || (len(nc.BGP.Aggregates) == 1) != summary {
+				t.Errorf("phase %d %s: next-hop-self %v aggregates %v", phase, d.Name, nc.BGP.NextHopSelf, nc.BGP.Aggregates)
+			}
+		}
 	}
 }
 
@@ -589,7 +613,9 @@ func fakeOpts(t *testing.T, tag byte) Options {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return Options{Prefix: testPrefix(tag), Dir: t.TempDir(), Binary: self, Env: []string{helperEnv + "=1"}, Log: tlog{t}}
+	return Options{Prefix: testPrefix(tag), Dir: t.TempDir(), Binary: self, Env: []string{helperEnv + "=1"}, Log: tlog{t},
+		// The fake daemon routes what the config says: static routes.
+		StaticRoutes: true}
 }
 
 func TestDaemonsStartStop(t *testing.T) {

@@ -165,6 +165,22 @@ func Run(ctx context.Context, opts Options, ro RunOptions) (err error) {
 		}
 		out.Write(b)
 	}
+	if !o.StaticRoutes {
+		for _, what := range []string{"bgp", "bgp routes"} {
+			fmt.Fprintf(out, "\n=== hub: dmvpn show %s -c %s\n", what, l.ConfigPath(Hub))
+			b, err := l.Show(ctx, Hub, what, false)
+			if err != nil {
+				fail("show %s on the hub: %v", what, err)
+				continue
+			}
+			out.Write(b)
+		}
+		if err := l.CheckBGP(ctx); err != nil {
+			fail("%v", err)
+		} else {
+			fmt.Fprintf(out, "PASS the hub has a BGP session with every spoke and their LANs in its FIB, learned over BGP\n")
+		}
+	}
 	if failed > 0 {
 		for _, d := range Daemons {
 			fmt.Fprintf(out, "\n--- last lines of %s\n%s\n", l.LogPath(d.Name), indent(l.Tail(d.Name, 20)))

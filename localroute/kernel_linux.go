@@ -54,6 +54,15 @@ type KernelOptions struct {
 	// concurrently. It must not block for long: routing updates queue
 	// behind it, and a kernel queue that overflows costs a full resync.
 	OnOverlayRoute func(r OverlayRoute, present bool)
+	// OnLocalRoute, if set, is told whenever a prefix of the main table
+	// becomes local (the route the kernel uses for it does not go into the
+	// overlay device: a LAN, a default route via the underlay) or stops
+	// being local. Called like OnOverlayRoute: for the routes there at the
+	// start before NewKernelWithOptions returns, then from the mirror's
+	// goroutine, never concurrently with it or itself, and it must not
+	// block. (The node announces some of them over BGP: redistribute
+	// connected.)
+	OnLocalRoute func(p netip.Prefix, local bool)
 
 	// recvBuf is the subscription's socket buffer (tests make it tiny to
 	// overflow it); 0: defaultRecvBufSize, capped by net.core.rmem_max.
@@ -94,6 +103,8 @@ type Kernel struct {
 
 	st    *kstate
 	links map[int]bool // interface index -> up (IFF_UP)
+	// local are the prefixes last reported local to OnLocalRoute.
+	local map[netip.Prefix]bool
 
 	// errs counts the subscriptions' error callbacks; handled is errs as
 	// of the last resync (a resync covers every error before it).
@@ -348,12 +359,30 @@ func (k *Kernel) run(ctx context.Context, sub *subscription) {
 	}
 }
 
+// setLocal records p's local state as reported.
+func (k *Kernel) setLocal(p netip.Prefix, local bool) {
+	if k.local == nil {
+		k.local = make(map[netip.Prefix]bool)
+	}
+	if local {
+		k.local[p] = true
+	} else {
+		delete(k.local, p)
+	}
+}
+
 // publish brings one prefix of the lookup table and of the overlay routes
 // in line with the state.
 func (k *Kernel) publish(p netip.Prefix) {
 	e, present := k.st.entryFor(p)
 	k.set(p, e, present)
 	k.prefixes.Store(int64(len(k.st.routes)))
+	if cb := k.opts.OnLocalRoute; cb != nil {
+		if now := present && !e.viaTunnel; now != k.local[p] {
+			k.setLocal(p, now)
+			cb(p, now)
+		}
+	}
 	if k.opts.OnOverlayRoute == nil {
 		return
 	}
@@ -445,6 +474,25 @@ func (k *Kernel) resync() error {
 		for _, r := range now {
 			cb(r, true)
 		}
+	}
+	if cb := k.opts.OnLocalRoute; cb != nil {
+		now := make(map[netip.Prefix]bool)
+		for p := range st.routes {
+			if e, ok := st.entryFor(p); ok && !e.viaTunnel {
+				now[p] = true
+			}
+		}
+		for p := range k.local {
+			if !now[p] {
+				cb(p, false)
+			}
+		}
+		for p := range now {
+			if !k.local[p] {
+				cb(p, true)
+			}
+		}
+		k.local = now
 	}
 	k.noteIgnored()
 	k.log.Debug("routing table loaded", "prefixes", len(st.routes), "overlay_routes", len(st.reported))

@@ -384,3 +384,72 @@ func TestKernelOptionsChecked(t *testing.T) {
 // TestMain checks that the mirrors the tests start leave no goroutine
 // behind (their subscriptions' readers included).
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// TestKernelLocalRoutes: OnLocalRoute hears of a prefix when the route the
+// kernel uses for it leaves through another device than the overlay, and
+// again when it goes into the overlay or is deleted; routes into the
+// overlay are never local.
+func TestKernelLocalRoutes(t *testing.T) {
+	f := families[0]
+	var mu sync.Mutex
+	local := map[netip.Prefix]bool{}
+	var seq []string
+	changed := make(chan struct{}, 1)
+	on := func(p netip.Prefix, is bool) {
+		mu.Lock()
+		if is {
+			local[p] = true
+			seq = append(seq, "+"+p.String())
+		} else {
+			delete(local, p)
+			seq = append(seq, "-"+p.String())
+		}
+		mu.Unlock()
+		select {
+		case changed <- struct{}{}:
+		default:
+		}
+	}
+	l := newLab(t, f, false, nil, KernelOptions{OnLocalRoute: on})
+	wait := func(what string, cond func() bool) {
+		t.Helper()
+		deadline := time.After(10 * time.Second)
+		for {
+			mu.Lock()
+			ok := cond()
+			mu.Unlock()
+			if ok {
+				return
+			}
+			select {
+			case <-changed:
+			case <-deadline:
+				mu.Lock()
+				defer mu.Unlock()
+				t.Fatalf("%s: timed out; reported %v", what, seq)
+			}
+		}
+	}
+	lanNet := netip.MustParsePrefix(f.lanAddr).Masked()
+	wait("the LAN's connected route is local at start", func() bool { return local[lanNet] })
+	dst := netip.MustParsePrefix(f.dst(7))
+	l.do("add via the LAN", l.h.RouteAdd(l.route(f.dst(7), unix.RTPROT_STATIC, l.lan, f.lanGW)))
+	wait("a route via the LAN becomes local", func() bool { return local[dst] })
+	l.do("replace into the overlay", l.h.RouteReplace(l.route(f.dst(7), unix.RTPROT_BGP, l.tun, f.gw(1))))
+	wait("a route moved into the overlay is no longer local", func() bool { return !local[dst] })
+	l.do("back via the LAN", l.h.RouteReplace(l.route(f.dst(7), unix.RTPROT_STATIC, l.lan, f.lanGW)))
+	wait("local again", func() bool { return local[dst] })
+	l.do("delete", l.h.RouteDel(l.route(f.dst(7), unix.RTPROT_STATIC, l.lan, f.lanGW)))
+	wait("deleted: not local", func() bool { return !local[dst] })
+	mu.Lock()
+	defer mu.Unlock()
+	n := 0
+	for _, s := range seq {
+		if s[1:] == dst.String() {
+			n++
+		}
+	}
+	if n != 4 {
+		t.Errorf("%s reported %d times, want 4 (+ - + -): %v", dst, n, seq)
+	}
+}

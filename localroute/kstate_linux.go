@@ -67,7 +67,7 @@ type OverlayRoute struct {
 	// route that leaves through the overlay device with a gateway on the
 	// tunnel subnet (an ECMP route's others are not used).
 	Gateway netip.Addr
-	// Protocol is the kernel's rtm_protocol (186 bgp, 188 ospf, 12 zebra,
+	// Protocol is the kernel's rtm_protocol (186 bgp, 188 ospf, 11 zebra, 12 bird,
 	// 3 boot for `ip route add`, ...).
 	Protocol int
 	// Metric is the route's priority.

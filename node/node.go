@@ -12,6 +12,7 @@ import (
 	"net/netip"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -25,6 +26,7 @@ import (
 	"github.com/dmvpn/dmvpn/fib"
 	"github.com/dmvpn/dmvpn/gre"
 	"github.com/dmvpn/dmvpn/internal/logging"
+	"github.com/dmvpn/dmvpn/internal/ratelog"
 	"github.com/dmvpn/dmvpn/localroute"
 	"github.com/dmvpn/dmvpn/metrics"
 	"github.com/dmvpn/dmvpn/nhrp"
@@ -92,6 +94,9 @@ type Node struct {
 	// for them (events.go).
 	bus   *events.Bus
 	hooks *hooks.Runner
+	// routing brings routes from BGP and other daemons into the FIB and
+	// the kernel (routing.go); only the control loop touches it.
+	routing routing
 }
 
 // ctlQueue is the control queue's depth: at the engine's per-packet cost
@@ -143,6 +148,7 @@ func New(cfg *config.Config, opts Options) (n *Node, err error) {
 	n.registry = metrics.NewRegistry(n.metrics)
 	n.bus = events.NewBus(0, 0)
 	n.hooks = hooks.New(hooks.Config{Hooks: hookSpecs(cfg), Log: n.logFor("events")})
+	n.routing.log = ratelog.New(n.logFor(logging.BGP), 10*time.Second, 5)
 	// The cleanup gets the node as an argument: every error return below
 	// ("return nil, err") sets the named result n to nil before deferred
 	// calls run, so reading n here would dereference nil.
@@ -190,7 +196,23 @@ func New(cfg *config.Config, opts Options) (n *Node, err error) {
 		if host == nil {
 			ctx, cancel := context.WithCancel(context.Background())
 			n.stopBg = cancel
-			k, err := localroute.NewKernel(ctx, d.Index(), n.logFor(logging.Route))
+			// Routes other daemons (FRR's zebra, BIRD) put on the
+			// overlay device become FIB routes (source kernel), through
+			// the control loop (routing.go).
+			n.routing.kernel = newPendingRoutes()
+			kopts := localroute.KernelOptions{Subnet: subnet, OwnProtocol: overlay.RouteProtocol,
+				OnOverlayRoute: func(r localroute.OverlayRoute, present bool) {
+					n.routing.kernel.put(r.Prefix, r.Gateway, present)
+				}}
+			if cfg.BGP.Redistribute.Connected {
+				// The host's LAN routes, announced over BGP when they
+				// pass bgp.redistribute.prefixes (routing.go).
+				n.routing.local = newPendingRoutes()
+				kopts.OnLocalRoute = func(p netip.Prefix, local bool) {
+					n.routing.local.put(p, netip.Addr{}, local)
+				}
+			}
+			k, err := localroute.NewKernelWithOptions(ctx, d.Index(), kopts, n.logFor(logging.Route))
 			if err != nil {
 				return nil, fmt.Errorf("node %s: %w", cfg.Name, err)
 			}
@@ -243,6 +265,15 @@ func New(cfg *config.Config, opts Options) (n *Node, err error) {
 			ev.n = copy(ev.start[:], pkt)
 			n.post(ev)
 		})
+	}
+	n.routing.kernelInstalled = map[netip.Prefix]bool{}
+	if opts.Device == nil {
+		for _, r := range cfg.Routes {
+			n.routing.kernelInstalled[r.Prefix] = true // overlay.Create put them in
+		}
+	}
+	if err := n.startBGP(); err != nil {
+		return nil, fmt.Errorf("node %s: %w", cfg.Name, err)
 	}
 	return n, nil
 }
@@ -416,6 +447,14 @@ loop:
 			n.engine.Tick(n.clk.Now())
 		case m := <-n.ctl:
 			n.handleQueued(m)
+		case <-n.bgpChanges():
+			n.drainBGP()
+		case <-n.kernelChanges():
+			n.drainKernel()
+		case <-n.localChanges():
+			n.drainLocal()
+		case <-n.shortcutChanges():
+			n.drainShortcuts()
 		case ev := <-n.events:
 			if ev.miss.IsValid() {
 				n.engine.Resolve(n.clk.Now(), ev.miss)
@@ -427,6 +466,9 @@ loop:
 	if timer != nil {
 		timer.Stop()
 	}
+	// BGP first: its sessions close (a Cease) while the NHRP paths they
+	// run over are still there.
+	n.stopBGP()
 	n.engine.Shutdown(n.clk.Now())
 	n.closeAll()
 	wg.Wait()
@@ -438,6 +480,7 @@ loop:
 }
 
 func (n *Node) closeAll() {
+	n.stopBGP() // its sessions run over the device: close them first
 	if n.stopBg != nil {
 		n.stopBg()
 	}

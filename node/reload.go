@@ -47,6 +47,11 @@ var fixedFields = []struct {
 	{"nhrp.max-entries", func(c *config.Config) any { return c.NHRP.MaxEntries }},
 	{"nhrp.max-entries-per-nbma", func(c *config.Config) any { return c.NHRP.MaxEntriesPerNBMA }},
 	{"role (nhrp.nhs empty: hub; not empty: spoke)", func(c *config.Config) any { return c.IsHub() }},
+	{"bgp (other than networks and neighbors)", func(c *config.Config) any {
+		b := c.BGP
+		b.Networks, b.Neighbors = nil, nil
+		return b
+	}},
 }
 
 // liveOnly returns a copy of c without the fields Reload can apply, so what
@@ -58,6 +63,7 @@ func liveOnly(c *config.Config) config.Config {
 	x.Routes = nil
 	x.Hooks = nil
 	x.Metrics.PeerLimit = 0
+	x.BGP.Networks, x.BGP.Neighbors = nil, nil
 	h := &x.NHRP
 	h.Holdtime, h.RegistrationTimeout, h.MaxHoldtime = 0, 0, 0
 	h.Authentication, h.AuthenticationKeys, h.AuthenticationMaxSkew = "", nil, 0
@@ -117,6 +123,7 @@ func (n *Node) Apply(cfg *config.Config) ([]string, error) {
 	}
 	n.plane.SetNHS(nhsAddresses(cfg))
 	changed = append(changed, n.applyRoutes(old.Routes, cfg.Routes)...)
+	changed = append(changed, n.applyBGP(old, cfg)...)
 	if applyHooks(); hooksChanged != "" {
 		changed = append(changed, hooksChanged)
 	}
@@ -175,7 +182,7 @@ type routeDevice interface {
 // the kernel, touching only those that differ.
 func (n *Node) applyRoutes(old, want []config.Route) []string {
 	var changed []string
-	rd, _ := n.dev.(routeDevice)
+	var prefixes []netip.Prefix
 	was := map[netip.Prefix]netip.Addr{}
 	for _, r := range old {
 		was[r.Prefix] = r.Via
@@ -188,11 +195,8 @@ func (n *Node) applyRoutes(old, want []config.Route) []string {
 			continue
 		}
 		n.fib.Add(fib.Route{Prefix: r.Prefix, NextHop: r.Via, Source: fib.SourceStatic})
-		if !had && rd != nil {
-			if err := rd.AddRoute(r.Prefix); err != nil {
-				n.log.Warn("reload: kernel route", "prefix", r.Prefix, "err", err)
-			}
-		}
+		n.syncKernelRoute(r.Prefix)
+		prefixes = append(prefixes, r.Prefix)
 		changed = append(changed, fmt.Sprintf("routes: %v via %v", r.Prefix, r.Via))
 	}
 	for _, r := range old {
@@ -200,12 +204,10 @@ func (n *Node) applyRoutes(old, want []config.Route) []string {
 			continue
 		}
 		n.fib.Delete(r.Prefix, fib.SourceStatic)
-		if rd != nil {
-			if err := rd.DeleteRoute(r.Prefix); err != nil {
-				n.log.Warn("reload: kernel route", "prefix", r.Prefix, "err", err)
-			}
-		}
+		n.syncKernelRoute(r.Prefix)
+		prefixes = append(prefixes, r.Prefix)
 		changed = append(changed, fmt.Sprintf("routes: removed %v", r.Prefix))
 	}
+	n.routesChanged(prefixes)
 	return changed
 }

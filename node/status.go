@@ -1,9 +1,13 @@
 package node
 
 import (
+	"cmp"
+	"net/netip"
+	"slices"
 	"strings"
 
 	"github.com/dmvpn/dmvpn/api"
+	"github.com/dmvpn/dmvpn/fib"
 	"github.com/dmvpn/dmvpn/nhrp/cache"
 	"github.com/dmvpn/dmvpn/nhrp/engine"
 	"github.com/dmvpn/dmvpn/underlay"
@@ -102,7 +106,7 @@ func (n *Node) Routes() []api.Route {
 		if r.NextHop.IsValid() {
 			nh = r.NextHop.String()
 		}
-		out = append(out, api.Route{Prefix: r.Prefix.String(), NextHop: nh, Source: r.Source.String(), Best: n.fib.Best(r)})
+		out = append(out, api.Route{Prefix: r.Prefix.String(), NextHop: nh, Source: r.Source.String(), Distance: r.Source.Distance(), Best: n.fib.Best(r)})
 	}
 	return out
 }
@@ -171,4 +175,57 @@ func b2u(b bool) uint64 {
 		return 1
 	}
 	return 0
+}
+
+// BGP returns `show bgp`: the speaker's sessions and table, each best path
+// marked with whether it is the node's FIB route (or why not).
+func (n *Node) BGP() api.BGP {
+	s := n.routing.speaker
+	if s == nil {
+		return api.BGP{Neighbors: []api.BGPNeighbor{}, Routes: []api.BGPRoute{}}
+	}
+	out := api.BGP{Enabled: true, AS: n.cfg.BGP.AS, RouterID: n.cfg.BGP.RouterID.String(),
+		Neighbors: []api.BGPNeighbor{}, Routes: []api.BGPRoute{}}
+	for _, nb := range s.Neighbors() {
+		row := api.BGPNeighbor{Address: nb.Address.String(), AS: nb.AS, Description: nb.Description, Dynamic: nb.Dynamic,
+			State: nb.State.String(), Received: nb.Received, Accepted: nb.Accepted, LastError: nb.LastError}
+		if nb.Advertised >= 0 {
+			row.Advertised = uint64(nb.Advertised)
+		}
+		if !nb.Since.IsZero() {
+			row.Since = nb.Since
+			row.UpDown = api.UpDown(n.clk.Now().Sub(nb.Since))
+		}
+		out.Neighbors = append(out.Neighbors, row)
+	}
+	for _, r := range s.Routes() {
+		row := api.BGPRoute{Prefix: r.Prefix.String(), NextHop: r.NextHop.String(), ASPath: r.ASPath, Best: r.Best}
+		if r.ASPath == nil {
+			row.ASPath = []uint32{}
+		}
+		if r.Local {
+			row.NextHop = "self"
+		} else {
+			row.Neighbor = r.Neighbor.String()
+			if r.Best {
+				if got, ok := n.fib.Get(r.Prefix, fib.SourceBGP); ok && got.NextHop == r.NextHop {
+					row.Installed = n.fib.Best(got)
+					if !row.Installed {
+						row.Note = "a route of lower distance wins"
+					}
+				} else if why := n.usableRoute(r.Prefix, r.NextHop); why != "" {
+					row.Note = why
+				}
+			}
+		}
+		out.Routes = append(out.Routes, row)
+	}
+	slices.SortStableFunc(out.Routes, func(a, b api.BGPRoute) int {
+		pa, pb := netip.MustParsePrefix(a.Prefix), netip.MustParsePrefix(b.Prefix)
+		if c := pa.Addr().Compare(pb.Addr()); c != 0 {
+			return c
+		}
+		return cmp.Compare(pa.Bits(), pb.Bits())
+	})
+	return out
 }

@@ -40,8 +40,8 @@ func writeFile(t *testing.T, name, text string) string {
 
 // The example configs the package installs, and the config package's own.
 var goodConfigs = map[string]string{
-	"../../packaging/etc/hub.yaml.example":   "hub hub1: tunnel 10.0.0.1/24 on dmvpn0, source 192.0.2.1, transport gre, api-socket /run/dmvpn/hub1.sock",
-	"../../packaging/etc/spoke.yaml.example": "spoke spoke1: tunnel 10.0.0.11/24 on dmvpn0, source 198.51.100.1, transport gre, nhs 10.0.0.1 at 192.0.2.1, api-socket /run/dmvpn/spoke1.sock",
+	"../../packaging/etc/hub.yaml.example":   "hub hub1: tunnel 10.0.0.1/24 on dmvpn0, source 192.0.2.1, transport gre, bgp as 65000 (dynamic neighbors from 10.0.0.0/24), api-socket /run/dmvpn/hub1.sock",
+	"../../packaging/etc/spoke.yaml.example": "spoke spoke1: tunnel 10.0.0.11/24 on dmvpn0, source 198.51.100.1, transport gre, nhs 10.0.0.1 at 192.0.2.1, bgp as 65000, api-socket /run/dmvpn/spoke1.sock",
 	"../../config/testdata/spoke-udp6.yaml":  "transport udp port ",
 }
 

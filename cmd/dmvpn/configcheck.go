@@ -145,6 +145,12 @@ func configSummary(c *config.Config) string {
 			fmt.Fprintf(&b, " %s at %s", s.Address, s.NBMA)
 		}
 	}
+	if c.BGP.Enabled() {
+		fmt.Fprintf(&b, ", bgp as %d", c.BGP.AS)
+		if len(c.BGP.DynamicNeighbors) > 0 {
+			fmt.Fprintf(&b, " (dynamic neighbors from %s)", c.BGP.DynamicNeighbors[0].Prefix)
+		}
+	}
 	fmt.Fprintf(&b, ", api-socket %s", c.APISocket)
 	return b.String()
 }

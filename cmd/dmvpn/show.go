@@ -14,24 +14,32 @@ func newShowCmd() *cobra.Command {
 	var file, socket string
 	var asJSON bool
 	cmd := &cobra.Command{
-		Use:   "show dmvpn|nhrp|routes|stats|metrics",
-		Short: "Show a running node's peers, NHRP cache, routes, counters or Prometheus metrics",
+		Use:   "show dmvpn|nhrp|routes|bgp [routes]|stats|metrics",
+		Short: "Show a running node's peers, NHRP cache, routes, BGP, counters or Prometheus metrics",
 		Long: `Ask a running node, over its API socket (found from its config with -c, or
 given with -s), for one view:
 
   dmvpn    peers and their state, like Cisco's "show dmvpn"
   nhrp     the NHRP cache, like "show ip nhrp"
-  routes   the overlay forwarding table
+  routes   the overlay forwarding table: every source's route, and which wins
+  bgp      BGP neighbors (state, uptime, prefixes, why a session is down);
+           "bgp routes": the BGP table with next hops
   stats    data plane and NHRP counters, drops by reason (JSON)
   metrics  the Prometheus text exposition
 
---json prints the dmvpn, nhrp and routes views as JSON. The socket is mode
+--json prints the dmvpn, nhrp, routes and bgp views as JSON. The socket is mode
 0660, owned by whoever runs the node (root under systemd).`,
 		Example: `  dmvpn show dmvpn -c /etc/dmvpn/spoke1.yaml
   dmvpn show nhrp -s /run/dmvpn/spoke1.sock --json
+  dmvpn show bgp routes -c /etc/dmvpn/hub1.yaml
   dmvpn show stats -c /etc/dmvpn/hub1.yaml | jq .nhrp_dropped`,
-		Args:      cobra.ExactArgs(1),
-		ValidArgs: []string{"dmvpn", "nhrp", "routes", "stats", "metrics"},
+		Args: func(cmd *cobra.Command, args []string) error {
+			if len(args) == 2 && args[0] == "bgp" && args[1] == "routes" {
+				return nil
+			}
+			return cobra.ExactArgs(1)(cmd, args)
+		},
+		ValidArgs: []string{"dmvpn", "nhrp", "routes", "bgp", "stats", "metrics"},
 		RunE: func(cmd *cobra.Command, args []string) error {
 			path, err := socketPath(file, socket)
 			if err != nil {
@@ -49,6 +57,8 @@ given with -s), for one view:
 				v = &[]api.NHRPEntry{}
 			case "routes":
 				v = &[]api.Route{}
+			case "bgp":
+				v = &api.BGP{}
 			case "stats":
 				v = &api.Stats{}
 			case "metrics":
@@ -61,7 +71,7 @@ given with -s), for one view:
 				_, err = out.Write(raw)
 				return err
 			default:
-				return fmt.Errorf("unknown view %q (valid: dmvpn, nhrp, routes, stats, metrics)", args[0])
+				return fmt.Errorf("unknown view %q (valid: dmvpn, nhrp, routes, bgp, stats, metrics)", args[0])
 			}
 			raw, err := c.Get(ctx, args[0], v)
 			if err != nil {
@@ -78,6 +88,12 @@ given with -s), for one view:
 				api.RenderNHRP(out, *x, time.Now())
 			case *[]api.Route:
 				api.RenderRoutes(out, *x)
+			case *api.BGP:
+				if len(args) == 2 {
+					api.RenderBGPRoutes(out, *x)
+				} else {
+					api.RenderBGP(out, *x, time.Now())
+				}
 			}
 			return nil
 		},

@@ -27,10 +27,11 @@ const (
 	Node      = "node"      // assembly, control loop, reload
 	Route     = "localroute"
 	API       = "api"
+	BGP       = "bgp" // the BGP speaker and the routes it installs
 )
 
 // Components lists the known component names (for validation).
-var Components = []string{NHRP, DataPlane, Node, Route, API, "metrics", "events", "capture"}
+var Components = []string{NHRP, DataPlane, Node, Route, API, BGP, "metrics", "events", "capture"}
 
 // Levels is the default level and the per-component overrides; safe for
 // concurrent use, changed by Set.
