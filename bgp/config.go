@@ -114,6 +114,12 @@ type Config struct {
 	// Log receives our log lines (component "bgp") and GoBGP's warnings and
 	// errors (rate-limited); nil = slog.Default().
 	Log *slog.Logger
+	// OnSession, if set, is told when a session reaches Established (up)
+	// and when an Established session goes down, with the reason in
+	// words (as NeighborStatus.LastError). It is called from GoBGP's
+	// watch goroutine, never concurrently with itself: it must not block
+	// (the node posts an event and returns).
+	OnSession func(neighbor netip.Addr, as uint32, dynamic, up bool, reason string)
 }
 
 // Neighbor is a session we open.

@@ -1,9 +1,12 @@
 package bgp
 
 import (
+	"encoding/hex"
 	"net/netip"
 	"os"
 	"strconv"
+	"strings"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -121,4 +124,89 @@ func sockAddr(sa unix.Sockaddr) (netip.AddrPort, bool) {
 		return netip.AddrPortFrom(netip.AddrFrom16(sa.Addr).Unmap(), uint16(sa.Port)), true
 	}
 	return netip.AddrPort{}, false
+}
+
+// finWait bounds how long shutdown waits for the FINs of the sessions it
+// shut down to be acknowledged.
+const finWait = time.Second
+
+// waitFINsAcked waits, at most limit, until no TCP socket of this network
+// namespace with a BGP port on one side and one of our addresses on ours
+// is still waiting for its FIN to be acknowledged (FIN_WAIT1, CLOSING,
+// LAST_ACK). Why: the node stops its data plane and removes the overlay
+// device right after the speaker stops; a FIN still queued in the device
+// then never leaves, and the neighbor keeps the session (and our routes)
+// until its hold timer expires, seconds later, instead of withdrawing them
+// at once. It reports whether they all were.
+func waitFINsAcked(c *Config, limit time.Duration) bool {
+	ours := func(a netip.Addr) bool {
+		return (c.LocalAddress.IsValid() && a == c.LocalAddress) || (c.ListenAddress.IsValid() && a == c.ListenAddress) ||
+			(!c.LocalAddress.IsValid() && !c.ListenAddress.IsValid())
+	}
+	port := uint16(DefaultPort)
+	if c.ListenPort > 0 {
+		port = uint16(c.ListenPort)
+	}
+	deadline := time.Now().Add(limit)
+	for {
+		if !finPending(ours, port) {
+			return true
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(10 * time.Millisecond) // polling the kernel's table: no event to wait on
+	}
+}
+
+// finPending reads /proc/net/tcp and tcp6 for a socket in FIN_WAIT1 (04),
+// LAST_ACK (09) or CLOSING (0B) with port on either side and a local
+// address ours accepts.
+func finPending(ours func(netip.Addr) bool, port uint16) bool {
+	for _, f := range []string{"/proc/net/tcp", "/proc/net/tcp6"} {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			continue
+		}
+		lines := strings.Split(string(b), "\n")
+		for _, l := range lines[min(1, len(lines)):] { // the first line is the header
+			fs := strings.Fields(l)
+			if len(fs) < 4 {
+				continue
+			}
+			switch fs[3] {
+			case "04", "09", "0B":
+			default:
+				continue
+			}
+			la, lok := procAddr(fs[1])
+			ra, rok := procAddr(fs[2])
+			if lok && rok && ours(la.Addr()) && (la.Port() == port || ra.Port() == port) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// procAddr parses an address of /proc/net/tcp: hex address (32-bit words
+// in host byte order, little-endian here) ':' hex port.
+func procAddr(s string) (netip.AddrPort, bool) {
+	hexAddr, hexPort, ok := strings.Cut(s, ":")
+	if !ok {
+		return netip.AddrPort{}, false
+	}
+	raw, err := hex.DecodeString(hexAddr)
+	if err != nil || (len(raw) != 4 && len(raw) != 16) {
+		return netip.AddrPort{}, false
+	}
+	p, err := strconv.ParseUint(hexPort, 16, 16)
+	if err != nil {
+		return netip.AddrPort{}, false
+	}
+	for i := 0; i+4 <= len(raw); i += 4 { // each 32-bit word is in host (little-endian) order
+		raw[i], raw[i+1], raw[i+2], raw[i+3] = raw[i+3], raw[i+2], raw[i+1], raw[i]
+	}
+	a, _ := netip.AddrFromSlice(raw)
+	return netip.AddrPortFrom(a.Unmap(), uint16(p)), true
 }

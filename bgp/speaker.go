@@ -721,7 +721,8 @@ func (s *Speaker) shutdown(graceful bool) {
 	}
 	if n := shutdownSessions(&s.cfg, ns); n > 0 {
 		down := s.peers.waitDown(stopWait)
-		s.log.Debug("bgp sessions shut down", "sessions", n, "all_down", down)
+		acked := waitFINsAcked(&s.cfg, finWait)
+		s.log.Debug("bgp sessions shut down", "sessions", n, "all_down", down, "fins_acked", acked)
 	}
 	if graceful {
 		if err := s.srv.StopBgp(context.Background(), &api.StopBgpRequest{AllowGracefulRestart: true}); err != nil {

@@ -285,7 +285,10 @@ func (s *Speaker) onPeer(ev *apiutil.WatchEventMessage_PeerEvent, ts time.Time) 
 	case now != StateEstablished && old == StateEstablished:
 		t.downLocked()
 	}
-	if why := t.downReason(p, old, st); why != "" {
+	if s.stopped.Load() && old == StateEstablished && now != StateEstablished {
+		// Our own Stop closed it: say so, not "the neighbor closed it".
+		p.lastError, p.lastErrorAt = "this speaker stopped", ts
+	} else if why := t.downReason(p, old, st); why != "" {
 		p.lastError, p.lastErrorAt = why, ts
 	}
 	logged := *p
@@ -295,8 +298,14 @@ func (s *Speaker) onPeer(ev *apiutil.WatchEventMessage_PeerEvent, ts time.Time) 
 	switch {
 	case now == StateEstablished && old != StateEstablished:
 		s.sessLog.Info(ts, "bgp session up", "neighbor", addr, "as", logged.as, "dynamic", logged.dynamic)
+		if cb := s.cfg.OnSession; cb != nil {
+			cb(addr, logged.as, logged.dynamic, true, "")
+		}
 	case old == StateEstablished && now != StateEstablished:
 		s.sessLog.Info(ts, "bgp session down", "neighbor", addr, "dynamic", logged.dynamic, "reason", logged.lastError)
+		if cb := s.cfg.OnSession; cb != nil {
+			cb(addr, logged.as, logged.dynamic, false, logged.lastError)
+		}
 	}
 }
 

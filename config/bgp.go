@@ -121,9 +121,6 @@ type BGPRedistribute struct {
 	// route, the tunnel subnet or a route to an NBMA address. YAML
 	// connected; default false.
 	Connected bool `yaml:"connected" default:"false"`
-	// NHRP announces the NHRP shortcuts this node has learned (Cisco
-	// "redistribute nhrp"). YAML nhrp; default false.
-	NHRP bool `yaml:"nhrp" default:"false"`
 	// Prefixes filters connected: a route is announced only when it lies
 	// inside one of them (a prefix list with "le 32"). YAML prefixes,
 	// a list of prefixes; required with connected.

@@ -19,6 +19,7 @@ import (
 	"github.com/vishvananda/netlink"
 
 	"github.com/dmvpn/dmvpn/api"
+	"github.com/dmvpn/dmvpn/events"
 	"github.com/dmvpn/dmvpn/internal/testenv"
 	"github.com/dmvpn/dmvpn/lab"
 	"github.com/dmvpn/dmvpn/overlay"
@@ -196,10 +197,25 @@ func TestBGPSpokesJoinAndLeave(t *testing.T) {
 		t.Errorf("hub neighbors: %s", neighborStates(b))
 	}
 
+	// The hub's events: a bgp-up for each session (from the dynamic range).
+	hubEvents := e.streamEvents(lab.Hub)
+	for _, peer := range []string{"10.0.0.11", "10.0.0.12", "10.0.0.13"} { // in any order
+		hubEvents.waitFor(10*time.Second, match{typ: events.BGPUp, peer: peer, reason: "^dynamic$"})
+	}
+
 	// A spoke that stops is withdrawn: from the hub and the other spokes,
 	// FIB and kernel.
 	if err := e.l.Stop(lab.Spoke2); err != nil {
 		t.Fatal(err)
+	}
+	if evs := hubEvents.waitFor(bgpLimit, match{typ: events.BGPDown, peer: "10.0.0.12"}); count(evs, events.BGPDown, "10.0.0.12") != 1 {
+		t.Errorf("hub events: %s, want one bgp-down for 10.0.0.12", brief(evs))
+	} else {
+		for _, ev := range evs {
+			if ev.Type == events.BGPDown {
+				t.Logf("hub: %s %s: %s", ev.Type, ev.Peer, ev.Reason)
+			}
+		}
 	}
 	e.waitFor(bgpLimit, "spoke2's LAN withdrawn everywhere", func() error {
 		return firstErr(e.forgotten(lab.Hub, "10.1.2.0/24"), e.forgotten(lab.Spoke1, "10.1.2.0/24"), e.forgotten(lab.Spoke3, "10.1.2.0/24"))

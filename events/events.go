@@ -82,15 +82,19 @@ const (
 	// plane); Reason says what.
 	Error Type = "error"
 
-	// Reserved for IKEv2/ESP and BGP, which dmvpn does not have yet:
-	// never emitted, and refused in hooks.
+	// BGPUp: a BGP session reached Established. Peer is the neighbor,
+	// Reason "dynamic" for one accepted from a dynamic-neighbors range.
+	BGPUp Type = "bgp-up"
+	// BGPDown: an Established BGP session went down; Reason says why (a
+	// NOTIFICATION, the hold timer, the connection closed).
+	BGPDown Type = "bgp-down"
+
+	// Reserved for IKEv2/ESP, which dmvpn does not have yet: never
+	// emitted, and refused in hooks.
 	SAUp         Type = "sa-up"
 	SADown       Type = "sa-down"
 	SARekeyed    Type = "sa-rekeyed"
-	BGPUp        Type = "bgp-up"
-	BGPDown      Type = "bgp-down"
-	BGPChanged   Type = "bgp-changed"
-	reservedNote      = "reserved: dmvpn has no IKEv2/ESP or BGP yet"
+	reservedNote      = "reserved: dmvpn has no IKEv2/ESP yet"
 
 	// Dropped is not an event but a marker in one subscriber's stream:
 	// Dropped events were lost there because it did not keep up.
@@ -121,12 +125,11 @@ var infos = []Info{
 	{NodeUp, false, "the node started"},
 	{NodeDown, false, "the node is stopping"},
 	{Error, false, "part of the node stopped on an error"},
+	{BGPUp, false, "a BGP session reached Established"},
+	{BGPDown, false, "an Established BGP session went down (Reason: why)"},
 	{SAUp, true, reservedNote},
 	{SADown, true, reservedNote},
 	{SARekeyed, true, reservedNote},
-	{BGPUp, true, reservedNote},
-	{BGPDown, true, reservedNote},
-	{BGPChanged, true, reservedNote},
 }
 
 // Types returns every event type (reserved ones included, the Dropped

@@ -39,7 +39,6 @@ type BGPConfig struct {
 // BGPRedistribute is bgp.redistribute.
 type BGPRedistribute struct {
 	Connected bool     `yaml:"connected,omitempty"`
-	NHRP      bool     `yaml:"nhrp,omitempty"`
 	Prefixes  []string `yaml:"prefixes,omitempty,flow"`
 }
 

@@ -24,7 +24,6 @@ func (n *Node) emit(ev events.Event) {
 	ev.Node = n.cfg.Name
 	ev = n.bus.Publish(ev)
 	n.hooks.Post(ev)
-	n.redistributeShortcut(ev)
 }
 
 // Events is the node's event bus.

@@ -453,8 +453,6 @@ loop:
 			n.drainKernel()
 		case <-n.localChanges():
 			n.drainLocal()
-		case <-n.shortcutChanges():
-			n.drainShortcuts()
 		case ev := <-n.events:
 			if ev.miss.IsValid() {
 				n.engine.Resolve(n.clk.Now(), ev.miss)

@@ -19,7 +19,6 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
-	"strings"
 	"sync"
 
 	"github.com/dmvpn/dmvpn/bgp"
@@ -85,8 +84,6 @@ type routing struct {
 	speaker *bgp.Speaker
 	kernel  *pendingRoutes // routes other daemons put on the overlay device
 	local   *pendingRoutes // the host's local routes (redistribute connected)
-	// shortcuts are NHRP shortcuts up or down (redistribute nhrp).
-	shortcuts *pendingRoutes
 	// announced are the local routes announced (redistribute connected).
 	announced map[netip.Prefix]bool
 	// mu guards kernelInstalled: the control loop (BGP) and a reload
@@ -135,6 +132,16 @@ func bgpConfig(cfg *config.Config, n *Node) bgp.Config {
 		bc.Dynamic = append(bc.Dynamic, bgp.DynamicRange{Prefix: d.Prefix, AS: d.AS})
 	}
 	bc.Neighbors = bgpNeighbors(cfg)
+	bc.OnSession = func(nb netip.Addr, as uint32, dynamic, up bool, reason string) {
+		ev := events.Event{Time: n.clk.Now(), Type: events.BGPDown, Peer: nb.String(), Reason: reason}
+		if up {
+			ev.Type, ev.Reason = events.BGPUp, ""
+			if dynamic {
+				ev.Reason = "dynamic"
+			}
+		}
+		n.emit(ev) // the bus and the hooks' queue never wait
+	}
 	return bc
 }
 
@@ -167,9 +174,6 @@ func (n *Node) startBGP() error {
 		return fmt.Errorf("bgp: %w", err)
 	}
 	n.routing.speaker, n.routing.stopSpeaker = s, cancel
-	if n.cfg.BGP.Redistribute.NHRP {
-		n.routing.shortcuts = newPendingRoutes()
-	}
 	return nil
 }
 
@@ -387,48 +391,6 @@ func (n *Node) routesChanged(changed []netip.Prefix) {
 		return
 	}
 	n.engine.RoutesChanged(n.clk.Now(), changed)
-}
-
-// redistributeShortcut records an NHRP shortcut going up or down for BGP
-// (bgp.redistribute.nhrp). It runs in the engine's event callback, under
-// engine.mu, so it only records; the control loop announces (drainShortcuts),
-// never waiting on the speaker under the engine's lock.
-func (n *Node) redistributeShortcut(e events.Event) {
-	if n.routing.shortcuts == nil || e.Prefix == "" || (e.Type != events.ShortcutUp && e.Type != events.ShortcutDown) {
-		return
-	}
-	for _, f := range strings.Split(e.Prefix, ",") { // shortcut-down lists every route that went
-		if prefix, err := netip.ParsePrefix(strings.TrimSpace(f)); err == nil {
-			n.routing.shortcuts.put(prefix, netip.Addr{}, e.Type == events.ShortcutUp)
-		}
-	}
-}
-
-// shortcutChanges is the shortcut producer's wake channel, or nil.
-func (n *Node) shortcutChanges() <-chan struct{} {
-	if n.routing.shortcuts == nil {
-		return nil
-	}
-	return n.routing.shortcuts.wake
-}
-
-// drainShortcuts announces and withdraws NHRP shortcuts in BGP.
-func (n *Node) drainShortcuts() {
-	s := n.routing.speaker
-	if s == nil || n.routing.shortcuts == nil {
-		return
-	}
-	for prefix, r := range n.routing.shortcuts.take() {
-		var err error
-		if r.present {
-			err = s.Announce(prefix)
-		} else {
-			err = s.Withdraw(prefix)
-		}
-		if err != nil {
-			n.routing.log.Warn(n.clk.Now(), "bgp redistribute nhrp", "prefix", prefix, "up", r.present, "err", err)
-		}
-	}
 }
 
 // applyBGP applies a reload's bgp.networks and session changes (the NHS
