@@ -305,6 +305,17 @@ func TestBGPCaptureDecodes(t *testing.T) {
 		return firstErr(e.learned(lab.Hub, "10.1.1.0/24", "10.0.0.11"), e.learned(lab.Hub, "10.1.2.0/24", "10.0.0.12"),
 			e.learned(lab.Hub, "10.1.3.0/24", "10.0.0.13"), e.learned(lab.Spoke1, "10.1.3.0/24", "10.0.0.13"))
 	})
+	ctx, cancel := e.timeout(10 * time.Second)
+	defer cancel()
+	if raw, err := e.l.Show(ctx, lab.Hub, "metrics", false); err != nil {
+		t.Error(err)
+	} else {
+		for _, want := range []string{`dmvpn_bgp_sessions{state="established"} 3`, "dmvpn_bgp_learned_prefixes 3"} {
+			if !strings.Contains(string(raw), want) {
+				t.Errorf("the hub's metrics lack %q", want)
+			}
+		}
+	}
 	c.stop()
 	types := map[string]int{}
 	for _, row := range e.tsharkFields(c.pcap, "bgp", "bgp.type") {

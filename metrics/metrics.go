@@ -18,6 +18,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/dmvpn/dmvpn/bgp"
 	"net"
 	"net/http"
 	"net/netip"
@@ -67,6 +68,9 @@ type Snapshot struct {
 	// there were more peers than that.
 	Peers          []cache.PeerStats
 	PeersTruncated bool
+
+	// BGP is the speaker's counters, nil without BGP.
+	BGP *bgp.Stats
 }
 
 // Socket is the counters of one underlay socket.
@@ -183,8 +187,11 @@ var (
 	mEventsLost     = counter("dmvpn_events_lost_total", "Events event streams lost because they did not keep up.")
 	mEventSubs      = gauge("dmvpn_event_subscribers", "Event streams open (dmvpn events).")
 	mHookRuns       = counter("dmvpn_hooks_runs_total", "Hook runs, by result (succeeded, failed, timed_out; dropped: not run, too many waiting).", "result")
+	mBGPSessions    = gauge("dmvpn_bgp_sessions", "BGP sessions known (configured neighbors and dynamic peers connected), by state (established, other); only with BGP.", "state")
+	mBGPLearned     = gauge("dmvpn_bgp_learned_prefixes", "Prefixes with a best path learned from a neighbor; only with BGP.")
+	mBGPChanges     = counter("dmvpn_bgp_best_path_changes_total", "Best-path changes the speaker handed to the node; only with BGP.")
 	mNHRPMessages   = counter("dmvpn_nhrp_messages_total", "NHRP packets received (decoded, before role rules and authentication: their drops are dmvpn_nhrp_packets_dropped_total) and sent, by type.", "direction", "type")
-	allDescs        = []desc{mInfo, mOverlayRead, mOverlayWritten, mUnderlayRx, mUnderlayTx, mHairpinned, mControl, mMulticast, mDPDropped, mWriteErrors, mSockDatagrams, mSockDropped, mSockSendErr, mSockSyscalls, mSockMessages, mSockGSO, mSockGSOFall, mSockGRO, mSockGROSeg, mSockOffload, mNHRPRx, mNHRPTx, mNHRPDropped, mRegistrations, mErrorInd, mPurges, mRedirects, mProbesSent, mProbesRefuted, mExpired, mCacheEntries, mCacheMax, mCacheEvicted, mCacheRefused, mQueueLen, mQueueCap, mLogSuppressed, mNHSUp, mNHSState, mNHSSince, mNHSExpiry, mEvents, mEventsLost, mEventSubs, mHookRuns, mNHRPMessages, mPeerRxPackets, mPeerRxBytes, mPeerTxPackets, mPeerTxBytes, mPeerTrunc}
+	allDescs        = []desc{mInfo, mOverlayRead, mOverlayWritten, mUnderlayRx, mUnderlayTx, mHairpinned, mControl, mMulticast, mDPDropped, mWriteErrors, mSockDatagrams, mSockDropped, mSockSendErr, mSockSyscalls, mSockMessages, mSockGSO, mSockGSOFall, mSockGRO, mSockGROSeg, mSockOffload, mNHRPRx, mNHRPTx, mNHRPDropped, mRegistrations, mErrorInd, mPurges, mRedirects, mProbesSent, mProbesRefuted, mExpired, mCacheEntries, mCacheMax, mCacheEvicted, mCacheRefused, mQueueLen, mQueueCap, mLogSuppressed, mNHSUp, mNHSState, mNHSSince, mNHSExpiry, mEvents, mEventsLost, mEventSubs, mHookRuns, mBGPSessions, mBGPLearned, mBGPChanges, mNHRPMessages, mPeerRxPackets, mPeerRxBytes, mPeerTxPackets, mPeerTxBytes, mPeerTrunc}
 	dataplaneReason = []string{"no_route", "no_peer", "ttl_expired", "key_mismatch", "bad_gre", "bad_inner", "loop"}
 )
 
@@ -312,6 +319,12 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		emit(mPeerTxBytes, float64(p.TxBytes), peer, nbma)
 	}
 	emit(mPeerTrunc, b2f(s.PeersTruncated))
+	if b := s.BGP; b != nil {
+		emit(mBGPSessions, float64(b.Established), "established")
+		emit(mBGPSessions, float64(b.Neighbors-b.Established), "other")
+		emit(mBGPLearned, float64(b.Learned))
+		emit(mBGPChanges, float64(b.Events))
+	}
 	c.resolution.Collect(ch)
 }
 

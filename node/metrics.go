@@ -26,6 +26,10 @@ func (n *Node) metricsSnapshot() metrics.Snapshot {
 		s.Peers, peers = n.cache.TopPeers(limit)
 		s.PeersTruncated = peers > len(s.Peers)
 	}
+	if sp := n.routing.speaker; sp != nil {
+		st := sp.Stats()
+		s.BGP = &st
+	}
 	for _, c := range n.conns {
 		sc, ok := c.(underlay.StatsConn)
 		if !ok {
