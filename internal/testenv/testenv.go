@@ -51,6 +51,10 @@ func debianPackage(tool string) string {
 		return "nftables"
 	case "systemd-analyze":
 		return "systemd"
+	case "bird", "birdc":
+		return "bird2"
+	case "vtysh":
+		return "frr"
 	}
 	return tool
 }
