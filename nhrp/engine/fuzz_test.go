@@ -302,11 +302,27 @@ func (h *fuzzHarness) step(r *fuzzReader) string {
 		h.eng.Resolve(h.now, r.proto())
 	case op < 254:
 		h.eng.Redirect(h.now, fuzzFrom[int(r.u8())%len(fuzzFrom)], underlay.TransportGRE, ipPacket(r.proto4(), r.proto4()))
-	default:
+	case op == 254:
 		h.eng.ClearShortcuts()
+	default:
+		// A route changes (a BGP summary withdrawn, another daemon's
+		// route replacing it, a narrower one appearing) and the node
+		// tells the engine: the route watch.
+		p := fuzzRoutePrefixes[int(r.u8())%len(fuzzRoutePrefixes)]
+		src := []fib.Source{fib.SourceStatic, fib.SourceKernel, fib.SourceBGP}[int(r.u8())%3]
+		if r.u8()%2 == 0 {
+			h.rt.Delete(p, src)
+		} else {
+			h.rt.Add(fib.Route{Prefix: p, NextHop: fuzzHub.Addr(), Source: src})
+		}
+		h.eng.RoutesChanged(h.now, []netip.Prefix{p})
 	}
 	return h.check()
 }
+
+// fuzzRoutePrefixes are the prefixes the route-change operation adds and
+// removes: the summary, a spoke's LAN, and narrower and wider neighbours.
+var fuzzRoutePrefixes = []netip.Prefix{pfx("10.1.0.0/16"), pfx("10.1.2.0/24"), pfx("10.1.0.0/17"), pfx("10.1.2.0/25"), pfx("10.0.0.0/8")}
 
 func (h *fuzzHarness) nhsState() string {
 	if st := h.eng.NHSStatus(); len(st) > 0 {
@@ -379,6 +395,17 @@ func (h *fuzzHarness) check() string {
 		}
 		if _, ok := e.shortcuts[r.NextHop][r.Prefix]; !ok {
 			return fmt.Sprintf("shortcut %v via %v missing from the index", r.Prefix, r.NextHop)
+		}
+		// Route watch: a shortcut lives only while a route it refines
+		// does, no narrower than it.
+		refined := false
+		for _, u := range h.rt.Routes() {
+			if u.Source != fib.SourceNHRP && u.Source != fib.SourceConnected && u.Prefix.Bits() <= r.Prefix.Bits() && u.Prefix.Contains(r.Prefix.Addr()) {
+				refined = true
+			}
+		}
+		if !refined {
+			return fmt.Sprintf("shortcut %v outlived every route it could refine", r.Prefix)
 		}
 	}
 	return ""
