@@ -11,6 +11,8 @@ import (
 	"fmt"
 	"os"
 	"regexp"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -250,7 +252,11 @@ func (e *env) stopSpoke2Purged() time.Duration {
 
 // spoke1FallsBackToHub checks, with spoke2 gone, that spoke1 routes
 // host-lan2 by the summary via the hub, and that its packets reach the hub
-// (which has no spoke2 to give them to) and get no answer.
+// (which has no spoke2 to give them to) and get no answer. The hub drops
+// them as no_peer (a route to spoke2 but no mapping) or, once BGP has
+// withdrawn spoke2's LAN, its kernel refuses them with the summary's
+// unreachable route (ICMP destination unreachable sent, counted in the
+// hub's /proc/net/snmp), instead of routing them out of the underlay.
 func (e *env) spoke1FallsBackToHub() {
 	e.t.Helper()
 	rs, err := e.routes(lab.Spoke1)
@@ -262,12 +268,16 @@ func (e *env) spoke1FallsBackToHub() {
 			e.t.Errorf("spoke1 keeps an nhrp route with spoke2 gone: %s", routesString(rs))
 		}
 	}
-	np0 := e.stats(lab.Hub).DataPlane["no_peer"]
+	dropped := func() uint64 {
+		d := e.stats(lab.Hub).DataPlane
+		return d["no_peer"] + d["no_route"] + e.icmpUnreachablesSent(lab.Hub)
+	}
+	np0 := dropped()
 	e.unreachable(pingCheck{lab.HostLAN1, lab.HostLAN2})
-	if np1 := e.stats(lab.Hub).DataPlane["no_peer"]; np1 == np0 {
-		e.t.Errorf("spoke1's packets for host-lan2 did not reach the hub (its no_peer stays %d)", np1)
+	if np1 := dropped(); np1 == np0 {
+		e.t.Errorf("spoke1's packets for host-lan2 did not reach the hub (its no_peer + no_route + ICMP unreachables sent stays %d)", np1)
 	} else {
-		e.t.Logf("with spoke2 gone spoke1 sends host-lan2's packets to the hub, which drops them (no_peer %d -> %d)", np0, np1)
+		e.t.Logf("with spoke2 gone spoke1 sends host-lan2's packets to the hub, which drops them (no_peer + no_route + ICMP unreachables sent %d -> %d)", np0, np1)
 	}
 }
 
@@ -374,4 +384,38 @@ func TestPhase3PurgeOnNBMAChange(t *testing.T) {
 	e.checkEntry(lab.Spoke2, "10.0.0.11", exactly("198.51.100.1"), "gre")
 	e.provedDirect(5, echoSize/4, flow12, flow21)
 	e.requireRunning(lab.Hub, lab.Spoke1, lab.Spoke2, lab.Spoke3)
+}
+
+// icmpUnreachablesSent is node's kernel count of ICMP destination
+// unreachables sent (Icmp OutDestUnreachs in its namespace's /proc/net/snmp).
+func (e *env) icmpUnreachablesSent(node string) uint64 {
+	e.t.Helper()
+	var n uint64
+	if err := e.l.Do(node, func() error {
+		b, err := os.ReadFile("/proc/thread-self/net/snmp")
+		if err != nil {
+			return err
+		}
+		var names []string
+		for _, line := range strings.Split(string(b), "\n") {
+			f := strings.Fields(line)
+			if len(f) == 0 || f[0] != "Icmp:" {
+				continue
+			}
+			if names == nil {
+				names = f
+				continue
+			}
+			for i, name := range names {
+				if name == "OutDestUnreachs" && i < len(f) {
+					n, err = strconv.ParseUint(f[i], 10, 64)
+					return err
+				}
+			}
+		}
+		return fmt.Errorf("no Icmp OutDestUnreachs in /proc/net/snmp")
+	}); err != nil {
+		e.t.Fatal(err)
+	}
+	return n
 }

@@ -174,6 +174,16 @@ func (n *Node) startBGP() error {
 		return fmt.Errorf("bgp: %w", err)
 	}
 	n.routing.speaker, n.routing.stopSpeaker = s, cancel
+	// The summaries we announce are refused here where nothing more
+	// specific covers them, not sent out of the underlay by the host's
+	// default route (Cisco's summary Null0 route).
+	if dd, ok := n.dev.(interface{ AddDiscardRoute(netip.Prefix) error }); ok {
+		for _, a := range n.cfg.BGP.Aggregates {
+			if err := dd.AddDiscardRoute(a); err != nil {
+				return fmt.Errorf("bgp: aggregate %s: %w", a, err)
+			}
+		}
+	}
 	return nil
 }
 

@@ -64,9 +64,12 @@ type Device struct {
 	// thread makes it.
 	h *netlink.Handle
 
-	mu     sync.Mutex // guards routes and closed, and serializes h
+	mu     sync.Mutex // guards routes, discard and closed, and serializes h
 	routes map[netip.Prefix]struct{}
-	closed bool
+	// discard are the unreachable routes of summaries (AddDiscardRoute);
+	// they name no device, so Close removes them itself.
+	discard map[netip.Prefix]struct{}
+	closed  bool
 }
 
 // Create makes the TUN device name with the given MTU, assigns addr (the
@@ -192,6 +195,56 @@ func (d *Device) deleteLocked(prefix netip.Prefix) error {
 	return nil
 }
 
+// discardRoute is the kernel route that discards prefix: type unreachable
+// (the kernel answers ICMP destination unreachable, as a Cisco summary's
+// Null0 route does), our protocol, no device.
+func discardRoute(prefix netip.Prefix) *netlink.Route {
+	return &netlink.Route{
+		Dst:      ipNet(prefix),
+		Type:     unix.RTN_UNREACHABLE,
+		Protocol: netlink.RouteProtocol(RouteProtocol),
+	}
+}
+
+// AddDiscardRoute installs an unreachable route for prefix, a summary this
+// node announces (bgp.aggregates): traffic for the parts of the summary no
+// more specific route covers is refused here instead of following the
+// host's default route out of the underlay, in clear, to wherever it leads
+// (Cisco installs the same for aggregate-address: "is a summary, Null0").
+// Idempotent; a route of the same prefix that is not ours stays
+// (ErrRouteExists). Close removes it.
+func (d *Device) AddDiscardRoute(prefix netip.Prefix) error {
+	if !prefix.IsValid() {
+		return &RouteError{Device: d.name, Op: "add discard", Prefix: prefix, Err: errors.New("invalid prefix")}
+	}
+	prefix = prefix.Masked()
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.closed {
+		return &RouteError{Device: d.name, Op: "add discard", Prefix: prefix, Err: ErrClosed}
+	}
+	if _, ok := d.discard[prefix]; ok {
+		return nil
+	}
+	err := d.h.RouteAdd(discardRoute(prefix))
+	if errors.Is(err, unix.EEXIST) {
+		// Ours from an earlier run (the delete matches our protocol and
+		// type only), or someone else's, which stays.
+		if d.h.RouteDel(discardRoute(prefix)) != nil {
+			return &RouteError{Device: d.name, Op: "add discard", Prefix: prefix, Err: ErrRouteExists}
+		}
+		err = d.h.RouteAdd(discardRoute(prefix))
+	}
+	if err != nil {
+		return &RouteError{Device: d.name, Op: "add discard", Prefix: prefix, Err: err}
+	}
+	if d.discard == nil {
+		d.discard = make(map[netip.Prefix]struct{})
+	}
+	d.discard[prefix] = struct{}{}
+	return nil
+}
+
 // Routes returns the prefixes routed into the device, in no order.
 func (d *Device) Routes() []netip.Prefix {
 	d.mu.Lock()
@@ -217,6 +270,9 @@ func (d *Device) Close() error {
 	// already gone) do not matter.
 	for p := range d.routes {
 		_ = d.deleteLocked(p)
+	}
+	for p := range d.discard {
+		_ = d.h.RouteDel(discardRoute(p)) // not tied to the device: remove it ourselves
 	}
 	d.h.Close()
 	d.mu.Unlock()

@@ -305,3 +305,49 @@ func TestCloseWhileAdding(t *testing.T) {
 		t.Fatalf("Close left %d prefixes", len(d.Routes()))
 	}
 }
+
+// TestDiscardRoute: a summary's unreachable route goes in once, carries our
+// protocol, does not hide a more specific route into the device, and Close
+// removes it (it is tied to no device).
+func TestDiscardRoute(t *testing.T) {
+	p := netip.MustParsePrefix
+	summary, lan := p("10.1.0.0/16"), p("10.1.2.0/24")
+	d, h, _ := nsSetup(t, p("10.0.0.1/24"), lan)
+	for range 2 {
+		if err := d.AddDiscardRoute(summary); err != nil {
+			t.Fatal(err)
+		}
+	}
+	list := func() []netlink.Route {
+		rs, err := h.RouteListFiltered(netlink.FAMILY_V4, &netlink.Route{Table: unix.RT_TABLE_MAIN}, netlink.RT_FILTER_TABLE)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []netlink.Route
+		for _, r := range rs {
+			if r.Dst != nil && r.Dst.String() == summary.String() {
+				out = append(out, r)
+			}
+		}
+		return out
+	}
+	rs := list()
+	if len(rs) != 1 || rs[0].Type != unix.RTN_UNREACHABLE || int(rs[0].Protocol) != RouteProtocol {
+		t.Fatalf("discard routes for %s: %+v, want one unreachable route with protocol %d", summary, rs, RouteProtocol)
+	}
+	// A destination inside the summary that a more specific route covers
+	// still goes into the device; one that none covers is unreachable.
+	got, err := h.RouteGet(netip.MustParseAddr("10.1.2.10").AsSlice())
+	if err != nil || len(got) == 0 || got[0].LinkIndex != d.Index() {
+		t.Errorf("10.1.2.10 resolves to %+v (%v), want the device", got, err)
+	}
+	if _, err := h.RouteGet(netip.MustParseAddr("10.1.9.10").AsSlice()); err == nil {
+		t.Errorf("10.1.9.10, inside the summary and covered by nothing else, resolves: want unreachable")
+	}
+	if err := d.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if rs := list(); len(rs) != 0 {
+		t.Errorf("after Close: %+v", rs)
+	}
+}
