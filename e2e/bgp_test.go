@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 
 	"github.com/dmvpn/dmvpn/api"
 	"github.com/dmvpn/dmvpn/events"
@@ -384,4 +385,53 @@ func TestBGPRedistributeConnected(t *testing.T) {
 			t.Errorf("spoke1 announced %s, outside bgp.redistribute.prefixes", r.Prefix)
 		}
 	}
+}
+
+// kernelRouteBy checks that node's kernel (main table) routes prefix via
+// gw on dmvpn0 with protocol proto (RTPROT_*: zebra's per protocol, bird's 12).
+func (e *env) kernelRouteBy(node, prefix, gw string, proto int) error {
+	want := netip.MustParsePrefix(prefix)
+	var found []string
+	ok := false
+	err := e.l.Do(node, func() error {
+		rs, err := netlink.RouteListFiltered(netlink.FAMILY_V4, &netlink.Route{Table: unix.RT_TABLE_MAIN}, netlink.RT_FILTER_TABLE)
+		if err != nil {
+			return err
+		}
+		for _, r := range rs {
+			if r.Dst == nil || r.Dst.String() != want.String() {
+				continue
+			}
+			dev := "?"
+			if l, err := netlink.LinkByIndex(r.LinkIndex); err == nil {
+				dev = l.Attrs().Name
+			}
+			found = append(found, fmt.Sprintf("via %v dev %s proto %d", r.Gw, dev, r.Protocol))
+			if int(r.Protocol) == proto && dev == lab.IfTunnel && r.Gw != nil && r.Gw.String() == gw {
+				ok = true
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return fmt.Errorf("%s's kernel routes %s %v, want via %s dev %s proto %d", node, prefix, found, gw, lab.IfTunnel, proto)
+	}
+	return nil
+}
+
+// followsKernel checks that our daemon on node follows the route another daemon
+// (zebra, BIRD) installed: its FIB's best route for prefix is via gw from source kernel.
+func (e *env) followsKernel(node, prefix, gw string) error {
+	r, ok, err := e.routeVia(node, prefix)
+	if err != nil {
+		return err
+	}
+	if !ok || r.Source != "kernel" || r.NextHop != gw {
+		rs, _ := e.routes(node)
+		return fmt.Errorf("%s: best route %s is %+v (found %v), want via %s from kernel; FIB %s", node, prefix, r, ok, gw, routesString(rs))
+	}
+	return nil
 }

@@ -45,7 +45,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"net/netip"
 	"os"
 	"os/exec"
 	"os/user"
@@ -56,11 +55,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/vishvananda/netlink"
-	"golang.org/x/sys/unix"
-
 	"github.com/dmvpn/dmvpn/internal/testenv"
-	"github.com/dmvpn/dmvpn/lab"
 )
 
 // frrSbin is where Debian installs the FRR daemons.
@@ -396,59 +391,10 @@ func (f *frr) ospfFull(want map[string]string) error {
 	return nil
 }
 
-// frrKernelRoute checks that node's kernel (main table) routes prefix via
-// gw on dmvpn0 with protocol proto (zebra's RTPROT_* for the protocol).
-func (e *env) frrKernelRoute(node, prefix, gw string, proto int) error {
-	want := netip.MustParsePrefix(prefix)
-	var found []string
-	ok := false
-	err := e.l.Do(node, func() error {
-		rs, err := netlink.RouteListFiltered(netlink.FAMILY_V4, &netlink.Route{Table: unix.RT_TABLE_MAIN}, netlink.RT_FILTER_TABLE)
-		if err != nil {
-			return err
-		}
-		for _, r := range rs {
-			if r.Dst == nil || r.Dst.String() != want.String() {
-				continue
-			}
-			dev := "?"
-			if l, err := netlink.LinkByIndex(r.LinkIndex); err == nil {
-				dev = l.Attrs().Name
-			}
-			found = append(found, fmt.Sprintf("via %v dev %s proto %d", r.Gw, dev, r.Protocol))
-			if int(r.Protocol) == proto && dev == lab.IfTunnel && r.Gw != nil && r.Gw.String() == gw {
-				ok = true
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		return err
-	}
-	if !ok {
-		return fmt.Errorf("%s's kernel routes %s %v, want via %s dev %s proto %d", node, prefix, found, gw, lab.IfTunnel, proto)
-	}
-	return nil
-}
-
-// frrFollowed checks that our daemon on node follows the route zebra
-// installed: its FIB's best route for prefix is via gw from source kernel.
-func (e *env) frrFollowed(node, prefix, gw string) error {
-	r, ok, err := e.routeVia(node, prefix)
-	if err != nil {
-		return err
-	}
-	if !ok || r.Source != "kernel" || r.NextHop != gw {
-		rs, _ := e.routes(node)
-		return fmt.Errorf("%s: best route %s is %+v (found %v), want via %s from kernel; FIB %s", node, prefix, r, ok, gw, routesString(rs))
-	}
-	return nil
-}
-
 // frrInstalled is frrKernelRoute and frrFollowed: zebra put prefix via gw
 // into node's kernel with proto and our daemon there routes it the same.
 func (e *env) frrInstalled(node, prefix, gw string, proto int) error {
-	return firstErr(e.frrKernelRoute(node, prefix, gw, proto), e.frrFollowed(node, prefix, gw))
+	return firstErr(e.kernelRouteBy(node, prefix, gw, proto), e.followsKernel(node, prefix, gw))
 }
 
 // frrOurSession checks that our daemon on node has an Established BGP

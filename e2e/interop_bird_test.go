@@ -21,7 +21,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
 	"github.com/dmvpn/dmvpn/api"
@@ -374,51 +373,6 @@ func (b *bird) hasRoute(prefix, nextHop string, protos ...string) error {
 	return nil
 }
 
-// birdKernelRoute checks that node's kernel routes prefix with bird's
-// protocol (RTPROT_BIRD, 12) via gw on dmvpn0.
-func (e *env) birdKernelRoute(node, prefix, gw string) error {
-	var found []string
-	match := false
-	err := e.l.Do(node, func() error {
-		rs, err := netlink.RouteListFiltered(netlink.FAMILY_V4, &netlink.Route{Table: unix.RT_TABLE_MAIN}, netlink.RT_FILTER_TABLE)
-		if err != nil {
-			return err
-		}
-		for _, r := range rs {
-			if r.Dst == nil || r.Dst.String() != prefix {
-				continue
-			}
-			dev := "?"
-			if l, err := netlink.LinkByIndex(r.LinkIndex); err == nil {
-				dev = l.Attrs().Name
-			}
-			found = append(found, fmt.Sprintf("%s via %v dev %s proto %d", r.Dst, r.Gw, dev, r.Protocol))
-			if int(r.Protocol) == unix.RTPROT_BIRD && dev == lab.IfTunnel && r.Gw != nil && r.Gw.String() == gw {
-				match = true
-			}
-		}
-		return nil
-	})
-	if err != nil || match {
-		return err
-	}
-	return fmt.Errorf("%s's kernel routes %s as %v, want via %s dev %s proto bird (%d)", node, prefix, found, gw, lab.IfTunnel, unix.RTPROT_BIRD)
-}
-
-// birdFollowed checks that node's FIB routes prefix via nextHop from the
-// kernel source (a route another daemon put on dmvpn0), as best route.
-func (e *env) birdFollowed(node, prefix, nextHop string) error {
-	r, ok, err := e.routeVia(node, prefix)
-	if err != nil {
-		return err
-	}
-	if !ok || r.Source != "kernel" || r.NextHop != nextHop {
-		rs, _ := e.routes(node)
-		return fmt.Errorf("%s: best route %s is %+v (found %v), want via %s from kernel; FIB %s", node, prefix, r, ok, nextHop, routesString(rs))
-	}
-	return nil
-}
-
 // birdOurNeighbor returns node's (our daemon's) BGP session with addr.
 func (e *env) birdOurNeighbor(node, addr string) (api.BGPNeighbor, error) {
 	b, err := e.bgpView(node)
@@ -512,12 +466,12 @@ func TestInteropBIRDSpoke(t *testing.T) {
 		t.Logf("BIRD's session: %+v", ss[0])
 	}
 	e.waitFor(bgpLimit, "BIRD put the LANs into spoke1's kernel on dmvpn0 and our spoke1 follows them", func() error {
-		return firstErr(e.birdKernelRoute(lab.Spoke1, "10.1.2.0/24", "10.0.0.12"),
-			e.birdKernelRoute(lab.Spoke1, "10.1.3.0/24", "10.0.0.13"),
-			e.birdKernelRoute(lab.Spoke1, "10.1.0.0/24", "10.0.0.1"),
-			e.birdFollowed(lab.Spoke1, "10.1.2.0/24", "10.0.0.12"),
-			e.birdFollowed(lab.Spoke1, "10.1.3.0/24", "10.0.0.13"),
-			e.birdFollowed(lab.Spoke1, "10.1.0.0/24", "10.0.0.1"))
+		return firstErr(e.kernelRouteBy(lab.Spoke1, "10.1.2.0/24", "10.0.0.12", unix.RTPROT_BIRD),
+			e.kernelRouteBy(lab.Spoke1, "10.1.3.0/24", "10.0.0.13", unix.RTPROT_BIRD),
+			e.kernelRouteBy(lab.Spoke1, "10.1.0.0/24", "10.0.0.1", unix.RTPROT_BIRD),
+			e.followsKernel(lab.Spoke1, "10.1.2.0/24", "10.0.0.12"),
+			e.followsKernel(lab.Spoke1, "10.1.3.0/24", "10.0.0.13"),
+			e.followsKernel(lab.Spoke1, "10.1.0.0/24", "10.0.0.1"))
 	})
 	// What BIRD must not announce: the tunnel subnet, the underlay, or
 	// what it learned from the hub (iBGP split horizon).
@@ -617,12 +571,12 @@ func TestInteropBIRDHub(t *testing.T) {
 	e.waitFor(bgpLimit, "BIRD put the spokes' LANs into the hub's kernel on dmvpn0 and our hub follows them", func() error {
 		return firstErr(
 			b.hasRoute("10.1.1.0/24", "10.0.0.11"), b.hasRoute("10.1.2.0/24", "10.0.0.12"), b.hasRoute("10.1.3.0/24", "10.0.0.13"),
-			e.birdKernelRoute(lab.Hub, "10.1.1.0/24", "10.0.0.11"),
-			e.birdKernelRoute(lab.Hub, "10.1.2.0/24", "10.0.0.12"),
-			e.birdKernelRoute(lab.Hub, "10.1.3.0/24", "10.0.0.13"),
-			e.birdFollowed(lab.Hub, "10.1.1.0/24", "10.0.0.11"),
-			e.birdFollowed(lab.Hub, "10.1.2.0/24", "10.0.0.12"),
-			e.birdFollowed(lab.Hub, "10.1.3.0/24", "10.0.0.13"))
+			e.kernelRouteBy(lab.Hub, "10.1.1.0/24", "10.0.0.11", unix.RTPROT_BIRD),
+			e.kernelRouteBy(lab.Hub, "10.1.2.0/24", "10.0.0.12", unix.RTPROT_BIRD),
+			e.kernelRouteBy(lab.Hub, "10.1.3.0/24", "10.0.0.13", unix.RTPROT_BIRD),
+			e.followsKernel(lab.Hub, "10.1.1.0/24", "10.0.0.11"),
+			e.followsKernel(lab.Hub, "10.1.2.0/24", "10.0.0.12"),
+			e.followsKernel(lab.Hub, "10.1.3.0/24", "10.0.0.13"))
 	})
 
 	e.pingAll(3, reachLimit,

@@ -500,7 +500,7 @@ func TestInteropFRROSPFPointToMultipoint(t *testing.T) {
 	e.waitDirect(flow21, directLimit)
 	e.provedDirect(3, 0, flow12, flow21)
 	// The shortcut refines zebra's route; that route stays as it was.
-	if err := e.frrKernelRoute(lab.Spoke1, "10.1.2.0/24", "10.0.0.1", unix.RTPROT_OSPF); err != nil {
+	if err := e.kernelRouteBy(lab.Spoke1, "10.1.2.0/24", "10.0.0.1", unix.RTPROT_OSPF); err != nil {
 		t.Error(err)
 	}
 	if err := frrRunning(fs); err != nil {

@@ -3,13 +3,12 @@ package esp
 import (
 	"crypto/aes"
 	"crypto/cipher"
-	"crypto/sha1"
-	"crypto/sha256"
-	"crypto/sha512"
 	"fmt"
 	"hash"
 
 	"golang.org/x/crypto/chacha20poly1305"
+
+	"github.com/dmvpn/dmvpn/internal/ipsecalg"
 )
 
 // Encryption is an ESP encryption algorithm, numbered as IKEv2 numbers it
@@ -179,17 +178,8 @@ func (t Transform) params() (params, error) {
 // (the HMAC output truncated to half: RFC 2404's 96 of SHA-1's 160 bits,
 // RFC 4868 §2.3).
 func (in Integrity) hash() (h func() hash.Hash, keyLen, icvLen int) {
-	switch in {
-	case IntegHMACSHA1_96:
-		return sha1.New, sha1.Size, 12
-	case IntegHMACSHA256128:
-		return sha256.New, sha256.Size, 16
-	case IntegHMACSHA384192:
-		return sha512.New384, sha512.Size384, 24
-	case IntegHMACSHA512256:
-		return sha512.New, sha512.Size, 32
-	}
-	return nil, 0, 0
+	h, keyLen, icvLen, _ = ipsecalg.HMAC(uint16(in))
+	return h, keyLen, icvLen
 }
 
 // Valid reports whether t is a transform this package implements.
