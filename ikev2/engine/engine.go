@@ -559,15 +559,25 @@ func (e *Engine) Traffic(now time.Time, spi uint32) {
 	}
 }
 
-// Delete deletes every IKE SA with the peer endpoint: an INFORMATIONAL
-// with a Delete payload is sent (and retransmitted), and IKESADown (after
-// ChildSADown) is reported at once, as the SA stops being used now.
+// Delete deletes every IKE SA with the peer endpoint: the one it was
+// initiated to (or first heard from), or the one its events and SAs name
+// now (behind NAT an SA moves: to the peer's UDP 4500, to the NAT's
+// mapping). An INFORMATIONAL with a Delete payload is sent (and
+// retransmitted), and IKESADown (after ChildSADown) is reported at once,
+// as the SA stops being used now. O(SAs): an operator's action, not a
+// packet's.
 func (e *Engine) Delete(now time.Time, peer netip.AddrPort, reason string) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	peer = netip.AddrPortFrom(peer.Addr().Unmap(), peer.Port())
+	sas := append([]*ikeSA(nil), e.byKey[peer]...)
+	for _, sa := range e.bySPI {
+		if sa.peer == peer && sa.key != peer {
+			sas = append(sas, sa)
+		}
+	}
 	found := false
-	for _, sa := range append([]*ikeSA(nil), e.byKey[peer]...) {
+	for _, sa := range sas {
 		found = true
 		e.deleteIKE(now, sa, reason)
 	}

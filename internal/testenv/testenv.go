@@ -55,6 +55,8 @@ func debianPackage(tool string) string {
 		return "bird2"
 	case "vtysh":
 		return "frr"
+	case "swanctl":
+		return "strongswan-swanctl"
 	}
 	return tool
 }
