@@ -65,6 +65,7 @@ import (
 	"github.com/dmvpn/dmvpn/esp"
 	"github.com/dmvpn/dmvpn/ikev2"
 	ikecrypto "github.com/dmvpn/dmvpn/ikev2/crypto"
+	"github.com/dmvpn/dmvpn/internal/ratelimit"
 	"github.com/dmvpn/dmvpn/internal/ratelog"
 )
 
@@ -247,7 +248,7 @@ type Engine struct {
 	byChild  map[uint32]*childSA         // our inbound SPI → Child SA
 	nHalf    int
 	timers   timers
-	initRate sourceLimiter
+	initRate ratelimit.PerSource
 	stats    Stats
 
 	// Scratch, reused under mu.
@@ -343,8 +344,8 @@ func New(cfg Config, s Sender, log *slog.Logger) (*Engine, error) {
 	}
 	return &Engine{cfg: cfg, send: s, log: log, rlog: ratelog.New(log, 0, 0), rnd: rnd, cookies: jar,
 		bySPI: map[uint64]*ikeSA{}, byKey: map[netip.AddrPort][]*ikeSA{}, halfOpen: map[initKey]*ikeSA{},
-		byChild: map[uint32]*childSA{}, timers: timers{sched: map[timerKey]time.Time{}},
-		initRate: sourceLimiter{rate: cfg.InitRate, m: map[netip.Addr]*bucket{}},
+		byChild:  map[uint32]*childSA{},
+		initRate: ratelimit.NewPerSource(cfg.InitRate),
 		// Scratch grows with the largest message seen (at most MaxMessage).
 		rxBuf: make([]byte, 0, 1024), tx: make([]byte, 0, 1024), plain: make([]byte, 0, 1024)}, nil
 }
@@ -489,7 +490,7 @@ func (e *Engine) Tick(now time.Time) time.Time {
 		}
 	}
 	for i := 0; i < maxTimersPerTick; i++ {
-		k, ok := e.timers.due(now)
+		k, ok := e.timers.Due(now)
 		if !ok {
 			break
 		}
@@ -513,7 +514,7 @@ func (e *Engine) Tick(now time.Time) time.Time {
 }
 
 func (e *Engine) nextDeadline() time.Time {
-	next := e.timers.next()
+	next := e.timers.Next()
 	if rot := e.cookieSince.Add(cookieRotation); e.nHalf > 0 && (next.IsZero() || rot.Before(next)) {
 		next = rot
 	}

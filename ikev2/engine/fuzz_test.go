@@ -165,8 +165,8 @@ func (g *fuzzRig) check(t *testing.T) {
 		if count != len(e.bySPI) {
 			t.Fatalf("%d SAs by endpoint, %d by SPI", count, len(e.bySPI))
 		}
-		if len(e.timers.h) > 4*len(e.timers.sched)+65 {
-			t.Fatalf("timer heap %d for %d timers", len(e.timers.h), len(e.timers.sched))
+		if e.timers.HeapLen() > 4*e.timers.Live()+65 {
+			t.Fatalf("timer heap %d for %d timers", e.timers.HeapLen(), e.timers.Live())
 		}
 		e.mu.Unlock()
 		ups := len(nd.of(IKESAUp))

@@ -1,9 +1,8 @@
 package engine
 
 import (
-	"container/heap"
-	"net/netip"
-	"time"
+	"github.com/dmvpn/dmvpn/internal/deadline"
+	"github.com/dmvpn/dmvpn/internal/ratelimit"
 )
 
 // DropReason says why a received datagram was dropped (or a request not
@@ -85,62 +84,9 @@ func DropReasons() []DropReason {
 	return out
 }
 
-// Rate is a token bucket's shape: Packets per Interval, bursting to Packets.
-type Rate struct {
-	Packets  int
-	Interval time.Duration
-}
-
-func (r Rate) valid() bool { return r.Packets > 0 && r.Interval > 0 }
-
-type bucket struct {
-	tokens float64
-	last   time.Time
-}
-
-// take refills b for now and takes one token if there is one.
-func (b *bucket) take(now time.Time, r Rate) bool {
-	if b.last.IsZero() {
-		b.tokens, b.last = float64(r.Packets), now
-	}
-	if d := now.Sub(b.last); d > 0 {
-		b.tokens = min(float64(r.Packets), b.tokens+d.Seconds()*float64(r.Packets)/r.Interval.Seconds())
-		b.last = now
-	}
-	if b.tokens < 1 {
-		return false
-	}
-	b.tokens--
-	return true
-}
-
-// maxSources bounds the per-source limiter. When it is full it is cleared:
-// every source starts again with a full bucket, which weakens the limit only
-// for an attacker inventing source addresses faster than the table turns
-// over; the half-open bound and cookies take over then.
-const maxSources = 8192
-
-// sourceLimiter is a token bucket per source address (not port: one host
-// inventing ports gets no more than one host).
-type sourceLimiter struct {
-	rate Rate
-	m    map[netip.Addr]*bucket
-}
-
-func (s *sourceLimiter) allow(now time.Time, a netip.Addr) bool {
-	if !s.rate.valid() {
-		return true
-	}
-	b := s.m[a]
-	if b == nil {
-		if len(s.m) >= maxSources {
-			clear(s.m)
-		}
-		b = &bucket{}
-		s.m[a] = b
-	}
-	return b.take(now, s.rate)
-}
+// Rate is a token bucket's shape: Packets per Interval, bursting to
+// Packets (Config.InitRate).
+type Rate = ratelimit.Rate
 
 // Timers: one heap of deadlines, at most one live timer per (kind, SA). A
 // later deadline for a key armed earlier is not pushed: the earlier one,
@@ -160,70 +106,5 @@ type timerKey struct {
 	spi  uint64 // our SPI of the SA
 }
 
-type timer struct {
-	at time.Time
-	timerKey
-}
-
-type timerHeap []timer
-
-func (h timerHeap) Len() int           { return len(h) }
-func (h timerHeap) Less(i, j int) bool { return h[i].at.Before(h[j].at) }
-func (h timerHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
-func (h *timerHeap) Push(x any)        { *h = append(*h, x.(timer)) }
-func (h *timerHeap) Pop() any {
-	old := *h
-	t := old[len(old)-1]
-	*h = old[:len(old)-1]
-	return t
-}
-
-type timers struct {
-	h     timerHeap
-	sched map[timerKey]time.Time
-}
-
-// set arms k at at, replacing whatever it was armed at (the stale heap entry
-// is skipped later).
-func (t *timers) set(k timerKey, at time.Time) {
-	if cur, ok := t.sched[k]; ok && cur.Equal(at) {
-		return
-	}
-	t.sched[k] = at
-	heap.Push(&t.h, timer{at: at, timerKey: k})
-	// Stale entries are dropped as they surface; if they pile up (a timer
-	// re-armed often without firing), rebuild from the live set.
-	if len(t.h) > 4*len(t.sched)+64 {
-		t.h = t.h[:0]
-		for k, at := range t.sched {
-			t.h = append(t.h, timer{at: at, timerKey: k})
-		}
-		heap.Init(&t.h)
-	}
-}
-
-func (t *timers) cancel(k timerKey) { delete(t.sched, k) }
-
-// next returns the earliest live deadline, or zero.
-func (t *timers) next() time.Time {
-	for len(t.h) > 0 {
-		top := t.h[0]
-		if at, ok := t.sched[top.timerKey]; ok && at.Equal(top.at) {
-			return top.at
-		}
-		heap.Pop(&t.h)
-	}
-	return time.Time{}
-}
-
-// due pops the next live timer due at now.
-func (t *timers) due(now time.Time) (timerKey, bool) {
-	for len(t.h) > 0 && !now.Before(t.h[0].at) {
-		top := heap.Pop(&t.h).(timer)
-		if at, ok := t.sched[top.timerKey]; ok && at.Equal(top.at) {
-			delete(t.sched, top.timerKey)
-			return top.timerKey, true
-		}
-	}
-	return timerKey{}, false
-}
+// timers is the engine's deadline table (internal/deadline).
+type timers = deadline.Timers[timerKey]

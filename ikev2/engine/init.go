@@ -89,7 +89,7 @@ func (e *Engine) initRequest(now time.Time, from netip.AddrPort, natt bool, m *i
 			return
 		}
 	}
-	if !e.initRate.allow(now, from.Addr()) {
+	if !e.initRate.Allow(now, from.Addr()) {
 		e.drop(now, DropRateLimited, from, "IKE_SA_INIT rate")
 		return
 	}
@@ -200,7 +200,7 @@ func (e *Engine) initRequest(now time.Time, from netip.AddrPort, natt bool, m *i
 	}
 	sa.msg1, sa.msg2 = slices.Clone(m.Raw), msg
 	e.add(sa)
-	e.timers.set(timerKey{timerHalfOpen, sa.ours}, now.Add(e.cfg.HalfOpenTimeout))
+	e.timers.Set(timerKey{timerHalfOpen, sa.ours}, now.Add(e.cfg.HalfOpenTimeout))
 	e.transmit(from, natt, msg)
 }
 

@@ -122,7 +122,7 @@ func (e *Engine) leaveHalfOpen(sa *ikeSA) {
 		delete(e.halfOpen, k)
 		e.nHalf--
 	}
-	e.timers.cancel(timerKey{timerHalfOpen, sa.ours})
+	e.timers.Cancel(timerKey{timerHalfOpen, sa.ours})
 }
 
 // remove forgets sa: its Child SAs are reported down (if it was up, the
@@ -149,8 +149,8 @@ func (e *Engine) remove(now time.Time, sa *ikeSA, reason string, failed bool) {
 	} else {
 		e.byKey[sa.key] = list
 	}
-	e.timers.cancel(timerKey{timerRetransmit, sa.ours})
-	e.timers.cancel(timerKey{timerDPD, sa.ours})
+	e.timers.Cancel(timerKey{timerRetransmit, sa.ours})
+	e.timers.Cancel(timerKey{timerDPD, sa.ours})
 	if sa.pending != nil {
 		delete(e.byChild, sa.pending.inSPI)
 		sa.pending = nil
@@ -186,7 +186,7 @@ func (e *Engine) deleteIKE(now time.Time, sa *ikeSA, reason string) {
 		}
 		e.emit(now, IKESADown, sa, reason, nil)
 		sa.state = stateDeleting
-		e.timers.cancel(timerKey{timerDPD, sa.ours})
+		e.timers.Cancel(timerKey{timerDPD, sa.ours})
 		// The Delete goes first: whatever was queued is moot now.
 		sa.queue = sa.queue[:0]
 		e.queueRequest(now, sa, &request{kind: reqDeleteIKE})
@@ -246,7 +246,7 @@ func (e *Engine) sendRequest(now time.Time, sa *ikeSA, r *request) {
 		sa.req = nil
 		return
 	}
-	e.timers.set(timerKey{timerRetransmit, sa.ours}, now.Add(e.cfg.RetransmitBase))
+	e.timers.Set(timerKey{timerRetransmit, sa.ours}, now.Add(e.cfg.RetransmitBase))
 }
 
 func spiBytes(spis []uint32) []byte {
@@ -272,7 +272,7 @@ func (e *Engine) retransmitTimer(now time.Time, sa *ikeSA) {
 	r.tries++
 	e.stats.Retransmitted++
 	e.transmit(sa.peer, r.natt, r.msg)
-	e.timers.set(timerKey{timerRetransmit, sa.ours}, now.Add(timeout))
+	e.timers.Set(timerKey{timerRetransmit, sa.ours}, now.Add(timeout))
 }
 
 // giveUp ends an SA whose request went unanswered.
@@ -311,7 +311,7 @@ func (k reqKind) String() string {
 // done ends the outstanding request and sends the next queued one.
 func (e *Engine) done(now time.Time, sa *ikeSA) {
 	sa.req = nil
-	e.timers.cancel(timerKey{timerRetransmit, sa.ours})
+	e.timers.Cancel(timerKey{timerRetransmit, sa.ours})
 	if len(sa.queue) > 0 && sa.state != 0 {
 		r := sa.queue[0]
 		sa.queue = slices.Delete(sa.queue, 0, 1)
@@ -328,7 +328,7 @@ func (e *Engine) dpdTimer(now time.Time, sa *ikeSA) {
 	}
 	idle := now.Sub(sa.lastRx)
 	if idle < d {
-		e.timers.set(timerKey{timerDPD, sa.ours}, sa.lastRx.Add(d))
+		e.timers.Set(timerKey{timerDPD, sa.ours}, sa.lastRx.Add(d))
 		return
 	}
 	if sa.req == nil {
@@ -336,7 +336,7 @@ func (e *Engine) dpdTimer(now time.Time, sa *ikeSA) {
 	}
 	// The next check: after this probe's answer refreshed lastRx, or
 	// (busy with another request) one interval on.
-	e.timers.set(timerKey{timerDPD, sa.ours}, now.Add(d))
+	e.timers.Set(timerKey{timerDPD, sa.ours}, now.Add(d))
 }
 
 // established brings sa up: events, DPD, one SA per peer.
@@ -346,7 +346,7 @@ func (e *Engine) established(now time.Time, sa *ikeSA) {
 	e.stats.Established++
 	e.emit(now, IKESAUp, sa, "", nil)
 	if e.cfg.DPDInterval > 0 {
-		e.timers.set(timerKey{timerDPD, sa.ours}, now.Add(e.cfg.DPDInterval))
+		e.timers.Set(timerKey{timerDPD, sa.ours}, now.Add(e.cfg.DPDInterval))
 	}
 	// One IKE SA per peer: older established ones are replaced. With
 	// INITIAL_CONTACT the peer has forgotten them already (RFC 7296
