@@ -21,7 +21,7 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/dmvpn/dmvpn/underlay"
+	"github.com/dmvpn/dmvpn/nbma"
 )
 
 // Defaults applied to fields the file leaves out.
@@ -30,7 +30,7 @@ const (
 	DefaultSocketDir  = "/run/dmvpn" // api-socket is DefaultSocketDir/<name>.sock
 	DefaultDevice     = "dmvpn0"
 	DefaultMTU        = 1400
-	DefaultTransport  = underlay.TransportGRE
+	DefaultTransport  = nbma.TransportGRE
 	DefaultUDPPort    = 4754 // RFC 8086 GRE-in-UDP
 	DefaultHoldtime   = 600 * time.Second
 	DefaultMaxPackets = 10000
@@ -145,7 +145,7 @@ type Tunnel struct {
 	// Transport is how GRE is carried on the NBMA network. YAML
 	// transport: gre (IP protocol 47, IPv4 only, Cisco's wire format) or
 	// udp (GRE-in-UDP, RFC 8086); default gre.
-	Transport underlay.Transport `yaml:"transport" default:"gre"`
+	Transport nbma.Transport `yaml:"transport" default:"gre"`
 	// UDPPort is the local GRE-in-UDP port. YAML udp-port, only with
 	// transport udp; default 4754. It is 0 with transport gre.
 	UDPPort uint16 `yaml:"udp-port" range:"1..65535" valid:"a UDP port 1..65535" default:"4754" default-if:"udp"`

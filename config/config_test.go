@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/dmvpn/dmvpn/underlay"
+	"github.com/dmvpn/dmvpn/nbma"
 )
 
 func key(k uint32) *uint32 { return &k }
@@ -41,7 +41,7 @@ func TestLoadExamples(t *testing.T) {
 					Source:    a("192.0.2.1"),
 					Key:       key(42),
 					MTU:       1400,
-					Transport: underlay.TransportGRE,
+					Transport: nbma.TransportGRE,
 				},
 				NHRP: NHRP{
 					NetworkID:           1,
@@ -73,7 +73,7 @@ func TestLoadExamples(t *testing.T) {
 					Source:    a("198.51.100.1"),
 					Key:       key(42),
 					MTU:       1400,
-					Transport: underlay.TransportGRE,
+					Transport: nbma.TransportGRE,
 				},
 				NHRP: NHRP{
 					NetworkID:           1,
@@ -109,7 +109,7 @@ func TestLoadExamples(t *testing.T) {
 					Address:   pf("2001:db8:100::11/64"),
 					Source:    a("2001:db8:ffff::11"),
 					MTU:       1400,
-					Transport: underlay.TransportUDP,
+					Transport: nbma.TransportUDP,
 					UDPPort:   14754,
 				},
 				NHRP: NHRP{
@@ -171,7 +171,7 @@ nhrp:
 			Address:   pf("10.0.0.11/24"),
 			Source:    a("198.51.100.1"),
 			MTU:       1400,
-			Transport: underlay.TransportGRE,
+			Transport: nbma.TransportGRE,
 		},
 		NHRP: NHRP{
 			NetworkID:           1,

@@ -19,7 +19,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/dmvpn/dmvpn/internal/textdist"
-	"github.com/dmvpn/dmvpn/underlay"
+	"github.com/dmvpn/dmvpn/nbma"
 )
 
 // Error is one problem in a configuration file.
@@ -442,7 +442,7 @@ var (
 		name  string
 		level slog.Level
 	}{{"debug", slog.LevelDebug}, {"info", slog.LevelInfo}, {"warn", slog.LevelWarn}, {"error", slog.LevelError}}
-	transports = []underlay.Transport{underlay.TransportGRE, underlay.TransportUDP}
+	transports = []nbma.Transport{nbma.TransportGRE, nbma.TransportUDP}
 )
 
 // Valid values shared with validate.go and the decoders below.

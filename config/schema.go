@@ -13,7 +13,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
-	"github.com/dmvpn/dmvpn/underlay"
+	"github.com/dmvpn/dmvpn/nbma"
 )
 
 // The schema is the Go structs themselves: every exported field of Config
@@ -78,7 +78,7 @@ type decoder func(p *parser, n *yaml.Node, path string, f *fieldSpec, v reflect.
 
 // conditions under which a default-if default applies.
 var conditions = map[string]func(c *Config) bool{
-	"udp": func(c *Config) bool { return c.Tunnel.Transport == underlay.TransportUDP },
+	"udp": func(c *Config) bool { return c.Tunnel.Transport == nbma.TransportUDP },
 }
 
 var configSchema = sync.OnceValue(func() *structSpec { return buildSpec(reflect.TypeFor[Config](), "") })
@@ -230,14 +230,14 @@ var typeDecoders = map[reflect.Type]decoder{
 		}
 	},
 	reflect.TypeFor[map[string]slog.Level](): decodeLogLevels,
-	reflect.TypeFor[underlay.Transport](): func(p *parser, n *yaml.Node, path string, f *fieldSpec, v reflect.Value) {
+	reflect.TypeFor[nbma.Transport](): func(p *parser, n *yaml.Node, path string, f *fieldSpec, v reflect.Value) {
 		names := make([]string, len(transports))
 		for i, tr := range transports {
 			names[i] = tr.String()
 		}
 		valid := strings.Join(names, ", ")
 		if s, ok := p.str(n, path, valid); ok {
-			tr, err := underlay.ParseTransport(s)
+			tr, err := nbma.ParseTransport(s)
 			if err != nil {
 				p.invalid(n, path, valid)
 				return

@@ -4,7 +4,7 @@ import (
 	"fmt"
 	"net/netip"
 
-	"github.com/dmvpn/dmvpn/underlay"
+	"github.com/dmvpn/dmvpn/nbma"
 )
 
 // validate checks what involves more than one field. It runs after
@@ -12,9 +12,9 @@ import (
 // mistake is reported once.
 func (p *parser) validate(c *Config) {
 	t := &c.Tunnel
-	udp := t.Transport == underlay.TransportUDP
+	udp := t.Transport == nbma.TransportUDP
 
-	if t.Source.IsValid() && t.Source.Is6() && t.Transport == underlay.TransportGRE {
+	if t.Source.IsValid() && t.Source.Is6() && t.Transport == nbma.TransportGRE {
 		p.errorf(p.at("tunnel.source"), "tunnel.source",
 			"%s is IPv6, but transport gre carries GRE over IPv4 only (valid: an IPv4 address, or tunnel.transport: udp)", t.Source)
 	}
@@ -22,7 +22,7 @@ func (p *parser) validate(c *Config) {
 		p.errorf(p.at("tunnel.mtu"), "tunnel.mtu",
 			"%d is below %d, the IPv6 minimum, and tunnel.address is IPv6 (valid: an integer %d..%d)", t.MTU, MinMTUIPv6, MinMTUIPv6, MaxMTU)
 	}
-	if t.Transport == underlay.TransportGRE && p.has("tunnel.udp-port") {
+	if t.Transport == nbma.TransportGRE && p.has("tunnel.udp-port") {
 		p.onlyUDP("tunnel.udp-port")
 	}
 
@@ -56,7 +56,7 @@ func (p *parser) validate(c *Config) {
 		path := indexPath("nhrp.nhs", i)
 		p.overlay(s.Address, path+".address", t)
 		p.nbma(s.NBMA, s.Port, path+".nbma", t)
-		if t.Transport == underlay.TransportGRE && p.has(path+".port") {
+		if t.Transport == nbma.TransportGRE && p.has(path+".port") {
 			p.onlyUDP(path + ".port")
 		}
 		if s.Address.IsValid() {
@@ -84,7 +84,7 @@ func (p *parser) validate(c *Config) {
 		path := indexPath("nhrp.map", i)
 		p.overlay(m.Address, path+".address", t)
 		p.nbma(m.NBMA, m.Port, path+".nbma", t)
-		if t.Transport == underlay.TransportGRE && p.has(path+".port") {
+		if t.Transport == nbma.TransportGRE && p.has(path+".port") {
 			p.onlyUDP(path + ".port")
 		}
 		if !m.Address.IsValid() {
@@ -191,7 +191,7 @@ func (p *parser) nbma(a netip.Addr, port uint16, path string, t *Tunnel) {
 			a, family(a), t.Source, family(t.Source), family(t.Source))
 	case a == t.Source && port == t.UDPPort:
 		ep := "tunnel.source"
-		if t.Transport == underlay.TransportUDP {
+		if t.Transport == nbma.TransportUDP {
 			ep = fmt.Sprintf("tunnel.source and tunnel.udp-port (%s)", t.LocalEndpoint())
 		}
 		p.errorf(at, path, "%s is this node's own %s (valid: the peer's NBMA address)", a, ep)

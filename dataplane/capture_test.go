@@ -9,7 +9,7 @@ import (
 
 	"github.com/dmvpn/dmvpn/capture"
 	"github.com/dmvpn/dmvpn/gre"
-	"github.com/dmvpn/dmvpn/underlay"
+	"github.com/dmvpn/dmvpn/nbma"
 )
 
 type record struct {
@@ -46,7 +46,7 @@ func attach(t *testing.T, p *Plane, points capture.Points) *capture.Ring {
 func TestTapOverlayToUnderlay(t *testing.T) {
 	pkts := [][]byte{ipv4Packet("10.1.0.10", "10.1.2.10", 100), ipv4Packet("10.1.0.10", "10.1.1.10", 1400), ipv4Packet("10.1.0.10", "10.9.9.9", 60)}
 	dev := &fakeTun{pkts: pkts, batches: 1}
-	conn := &fakeConn{t: underlay.TransportUDP}
+	conn := &fakeConn{t: nbma.TransportUDP}
 	p := hubPlane(dev, conn)
 	r := attach(t, p, capture.PointInner|capture.PointOuter)
 	if err := p.RunOverlay(); err != nil {
@@ -90,7 +90,7 @@ func TestTapUnderlay(t *testing.T) {
 	}
 	from := netip.MustParseAddrPort("198.51.100.1:4754")
 	dev := &fakeTun{}
-	conn := &fakeConn{t: underlay.TransportUDP, from: from, batches: 1, in: in}
+	conn := &fakeConn{t: nbma.TransportUDP, from: from, batches: 1, in: in}
 	p := hubPlane(dev, conn)
 	r := attach(t, p, capture.PointInner|capture.PointOuter)
 	if err := p.RunUnderlay(conn); err != nil {
@@ -128,12 +128,12 @@ func TestTapControl(t *testing.T) {
 		start, _ := gre.Encapsulate(buf, 64, &h)
 		return buf[start:]
 	}()
-	conn := &fakeConn{t: underlay.TransportUDP, from: from, batches: 1, in: [][]byte{
+	conn := &fakeConn{t: nbma.TransportUDP, from: from, batches: 1, in: [][]byte{
 		nhrpIn, greFrame(ipv4Packet("10.1.1.10", "10.1.0.10", 100), 42),
 	}}
 	p := hubPlane(&fakeTun{}, conn)
 	r := attach(t, p, capture.PointControl)
-	p.SendNHRP(from, underlay.TransportUDP, make([]byte, 40))
+	p.SendNHRP(from, nbma.TransportUDP, make([]byte, 40))
 	if err := p.RunUnderlay(conn); err != nil {
 		t.Fatal(err)
 	}
@@ -145,7 +145,7 @@ func TestTapControl(t *testing.T) {
 }
 
 func TestAddTapBounded(t *testing.T) {
-	p := hubPlane(&fakeTun{}, &fakeConn{t: underlay.TransportUDP})
+	p := hubPlane(&fakeTun{}, &fakeConn{t: nbma.TransportUDP})
 	var removes []func()
 	for range MaxTaps {
 		rm, err := p.AddTap(capture.NewTap(capture.PointInner, 0, capture.NewRing(4, 0)))
@@ -178,13 +178,13 @@ func TestForwardingAllocationsWithTap(t *testing.T) {
 		pkts[i] = ipv4Packet("10.1.0.10", "10.1.2.10", 1400)
 	}
 	dev := &fakeTun{pkts: pkts}
-	conn := &fakeConn{t: underlay.TransportUDP}
+	conn := &fakeConn{t: nbma.TransportUDP}
 	p := hubPlane(dev, conn)
 	in := make([][]byte, 64)
 	for i := range in {
 		in[i] = greFrame(ipv4Packet("10.1.1.10", "10.1.2.10", 1400), 42)
 	}
-	c2 := &fakeConn{t: underlay.TransportUDP, from: netip.MustParseAddrPort("198.51.100.1:4754"), in: in}
+	c2 := &fakeConn{t: nbma.TransportUDP, from: netip.MustParseAddrPort("198.51.100.1:4754"), in: in}
 	p2 := hubPlane(&fakeTun{}, c2)
 
 	r := capture.NewRing(capture.DefaultSlots, capture.DefaultBytes)
@@ -236,7 +236,7 @@ func BenchmarkOverlayToUnderlayTapped(b *testing.B) {
 		pkts[i] = ipv4Packet("10.1.0.10", "10.1.2.10", 1400)
 	}
 	dev := &fakeTun{pkts: pkts}
-	conn := &fakeConn{t: underlay.TransportUDP}
+	conn := &fakeConn{t: nbma.TransportUDP}
 	p := hubPlane(dev, conn)
 	r := capture.NewRing(capture.DefaultSlots, capture.DefaultBytes)
 	rm, err := p.AddTap(capture.NewTap(capture.PointInner|capture.PointOuter, 0, r))

@@ -4,8 +4,8 @@ import (
 	"net/netip"
 	"testing"
 
+	"github.com/dmvpn/dmvpn/nbma"
 	"github.com/dmvpn/dmvpn/nhrp/cache"
-	"github.com/dmvpn/dmvpn/underlay"
 )
 
 func peerCounters(t *testing.T, p *Plane, addr string) (rxp, rxb, txp, txb uint64) {
@@ -26,7 +26,7 @@ func TestPeerCountersOverlay(t *testing.T) {
 		pkts[i] = ipv4Packet("10.1.0.10", "10.1.2.10", size) // via 10.0.0.12
 	}
 	dev := &fakeTun{pkts: pkts, batches: batches}
-	conn := &fakeConn{t: underlay.TransportUDP}
+	conn := &fakeConn{t: nbma.TransportUDP}
 	p := hubPlane(dev, conn)
 	if err := p.RunOverlay(); err != nil {
 		t.Fatal(err)
@@ -45,7 +45,7 @@ func TestPeerCountersOverlay(t *testing.T) {
 func TestPeerCountersRelay(t *testing.T) {
 	const size = 300
 	frame := greFrame(ipv4Packet("10.1.1.10", "10.1.2.10", size), 42)
-	conn := &fakeConn{t: underlay.TransportUDP, from: netip.MustParseAddrPort("198.51.100.1:4754"), batches: 4, in: [][]byte{
+	conn := &fakeConn{t: nbma.TransportUDP, from: netip.MustParseAddrPort("198.51.100.1:4754"), batches: 4, in: [][]byte{
 		frame, frame, greFrame(ipv4Packet("10.1.1.10", "10.1.0.10", 100), 42), greFrame(ipv4Packet("10.1.1.10", "10.1.2.10", 100), 43),
 	}}
 	p := hubPlane(&fakeTun{}, conn)
@@ -63,7 +63,7 @@ func TestPeerCountersRelay(t *testing.T) {
 
 // Multicast copies count per peer.
 func TestPeerCountersMulticast(t *testing.T) {
-	p := hubPlane(&fakeTun{pkts: [][]byte{ipv4Packet("10.0.0.1", "224.0.0.5", 100)}, batches: 2}, &fakeConn{t: underlay.TransportUDP})
+	p := hubPlane(&fakeTun{pkts: [][]byte{ipv4Packet("10.0.0.1", "224.0.0.5", 100)}, batches: 2}, &fakeConn{t: nbma.TransportUDP})
 	for _, a := range []string{"10.0.0.11", "10.0.0.12"} {
 		p.cache.Update(ad(a), func(e *cache.Entry) { e.Multicast = true })
 	}

@@ -28,6 +28,7 @@ import (
 	"github.com/dmvpn/dmvpn/gre"
 	"github.com/dmvpn/dmvpn/internal/inet"
 	"github.com/dmvpn/dmvpn/localroute"
+	"github.com/dmvpn/dmvpn/nbma"
 	"github.com/dmvpn/dmvpn/nhrp/cache"
 	"github.com/dmvpn/dmvpn/underlay"
 )
@@ -82,7 +83,7 @@ type counters struct {
 
 // ControlFunc receives an NHRP packet from peer over transport t. pkt is only
 // valid during the call.
-type ControlFunc func(peer netip.AddrPort, t underlay.Transport, pkt []byte)
+type ControlFunc func(peer netip.AddrPort, t nbma.Transport, pkt []byte)
 
 // MissFunc is told about a next hop on the tunnel with no mapping (phase
 // 2 resolves it). It runs on the data path with the cache read-locked: it
@@ -92,13 +93,13 @@ type MissFunc func(nextHop netip.Addr)
 // TransitFunc is told about each packet relayed from one tunnel peer to
 // another (phase 3 uses it to send Traffic Indications). pkt is the inner
 // packet, valid only during the call.
-type TransitFunc func(from netip.AddrPort, t underlay.Transport, pkt []byte)
+type TransitFunc func(from netip.AddrPort, t nbma.Transport, pkt []byte)
 
 // Plane is the data plane of one tunnel.
 type Plane struct {
 	cfg     Config
 	dev     tun.Device
-	conns   map[underlay.Transport]underlay.Conn
+	conns   map[nbma.Transport]underlay.Conn
 	fib     *fib.Table
 	cache   *cache.Cache
 	control ControlFunc
@@ -174,7 +175,7 @@ func tapInner(taps []*capture.Tap, dir capture.Dir, now int64, bufs [][]byte, si
 
 // tapOuter offers GRE datagrams sent or received on c.
 func tapOuter(taps []*capture.Tap, dir capture.Dir, now int64, c underlay.Conn, ds []underlay.Datagram) {
-	udp, local := c.Transport() == underlay.TransportUDP, c.LocalAddr()
+	udp, local := c.Transport() == nbma.TransportUDP, c.LocalAddr()
 	for i := range ds {
 		for _, t := range taps {
 			t.Outer(dir, now, udp, local, ds[i].Peer, ds[i].Payload())
@@ -185,7 +186,7 @@ func tapOuter(taps []*capture.Tap, dir capture.Dir, now int64, c underlay.Conn, 
 // New returns a data plane. conns holds one Conn per transport the node
 // listens on.
 func New(cfg Config, dev tun.Device, conns []underlay.Conn, f *fib.Table, c *cache.Cache, control ControlFunc, log *slog.Logger) *Plane {
-	p := &Plane{cfg: cfg, dev: dev, conns: map[underlay.Transport]underlay.Conn{}, fib: f, cache: c, control: control, log: log}
+	p := &Plane{cfg: cfg, dev: dev, conns: map[nbma.Transport]underlay.Conn{}, fib: f, cache: c, control: control, log: log}
 	for _, c := range conns {
 		p.conns[c.Transport()] = c
 	}
@@ -226,7 +227,7 @@ func (p *Plane) greLen() int {
 }
 
 // SendNHRP sends an NHRP packet to an NBMA endpoint (engine.Sender).
-func (p *Plane) SendNHRP(to netip.AddrPort, t underlay.Transport, pkt []byte) {
+func (p *Plane) SendNHRP(to netip.AddrPort, t nbma.Transport, pkt []byte) {
 	c, ok := p.conns[t]
 	if !ok {
 		p.log.Warn("no underlay for transport", "transport", t, "to", to)
@@ -310,11 +311,11 @@ func decTTL(pkt []byte) bool {
 
 // batch collects datagrams per transport for one WriteBatch each.
 type batch struct {
-	by map[underlay.Transport][]underlay.Datagram
+	by map[nbma.Transport][]underlay.Datagram
 }
 
-func newBatch(conns map[underlay.Transport]underlay.Conn, size int) *batch {
-	b := &batch{by: map[underlay.Transport][]underlay.Datagram{}}
+func newBatch(conns map[nbma.Transport]underlay.Conn, size int) *batch {
+	b := &batch{by: map[nbma.Transport][]underlay.Datagram{}}
 	for t := range conns {
 		b.by[t] = make([]underlay.Datagram, 0, size)
 	}
@@ -323,12 +324,12 @@ func newBatch(conns map[underlay.Transport]underlay.Conn, size int) *batch {
 
 // full reports whether the batch for t is at its capacity (adding would
 // grow it).
-func (b *batch) full(t underlay.Transport) bool {
+func (b *batch) full(t nbma.Transport) bool {
 	s, ok := b.by[t]
 	return ok && len(s) == cap(s)
 }
 
-func (b *batch) add(t underlay.Transport, d underlay.Datagram) bool {
+func (b *batch) add(t nbma.Transport, d underlay.Datagram) bool {
 	s, ok := b.by[t]
 	if !ok {
 		return false
@@ -366,7 +367,7 @@ func (p *Plane) flush(b *batch) {
 // lookupPeer finds the NBMA endpoint for an overlay next hop, falling back
 // to an NHS for addresses on the tunnel with no mapping.
 // It returns the peer's traffic counters too (cache.PeerCounters).
-func (p *Plane) lookupPeer(r cache.Reader, nh netip.Addr) (netip.AddrPort, underlay.Transport, *cache.PeerCounters, bool) {
+func (p *Plane) lookupPeer(r cache.Reader, nh netip.Addr) (netip.AddrPort, nbma.Transport, *cache.PeerCounters, bool) {
 	if ep, t, pc, ok := r.ForwardCounted(nh); ok {
 		return ep, t, pc, true
 	}
@@ -485,7 +486,7 @@ func (p *Plane) replicate(out *batch, r cache.Reader, buf []byte, n int, proto u
 
 // encap prepends a GRE header to buf[off:off+n], queues it for ep and
 // counts it in the peer's counters pc (when not nil).
-func (p *Plane) encap(out *batch, buf []byte, off, n int, proto uint16, ep netip.AddrPort, t underlay.Transport, pc *cache.PeerCounters) bool {
+func (p *Plane) encap(out *batch, buf []byte, off, n int, proto uint16, ep netip.AddrPort, t nbma.Transport, pc *cache.PeerCounters) bool {
 	h := p.greHeader(proto)
 	start, err := gre.Encapsulate(buf[:off+n], off, &h)
 	if err != nil {
@@ -518,7 +519,7 @@ func (p *Plane) RunUnderlay(c underlay.Conn) error {
 	// Read so that, for the usual header sizes, the inner packet lands at
 	// tunOffset and goes to the TUN without a copy.
 	readOff := tunOffset - p.greLen()
-	if c.Transport() == underlay.TransportGRE {
+	if c.Transport() == nbma.TransportGRE {
 		readOff -= 20 // the raw socket hands us the outer IPv4 header
 	}
 	toTun := make([][]byte, 0, bs)
@@ -627,7 +628,7 @@ func (p *Plane) hostRoutes(dst netip.Addr) bool {
 
 // relay forwards a packet that arrived from the tunnel back into the tunnel
 // (a hub between two spokes), in userspace, in the same buffer.
-func (p *Plane) relay(r cache.Reader, d *underlay.Datagram, inner int, payload []byte, nh netip.Addr, proto uint16, out *batch, from underlay.Transport) {
+func (p *Plane) relay(r cache.Reader, d *underlay.Datagram, inner int, payload []byte, nh netip.Addr, proto uint16, out *batch, from nbma.Transport) {
 	ep, t, pc, ok := p.lookupPeer(r, nh)
 	if !ok {
 		p.c.noPeer.Add(1)

@@ -15,6 +15,7 @@ import (
 	"github.com/dmvpn/dmvpn/gre"
 	"github.com/dmvpn/dmvpn/internal/inet"
 	"github.com/dmvpn/dmvpn/localroute"
+	"github.com/dmvpn/dmvpn/nbma"
 	"github.com/dmvpn/dmvpn/nhrp/cache"
 	"github.com/dmvpn/dmvpn/underlay"
 )
@@ -98,7 +99,7 @@ func (f *fakeTun) BatchSize() int           { return 64 }
 // fakeConn delivers the same GRE batch a fixed number of times and records
 // what is sent.
 type fakeConn struct {
-	t       underlay.Transport
+	t       nbma.Transport
 	in      [][]byte
 	from    netip.AddrPort
 	batches int
@@ -122,10 +123,10 @@ func (c *fakeConn) WriteBatch(ds []underlay.Datagram) (int, error) {
 	c.last = append(c.last[:0], ds...)
 	return len(ds), nil
 }
-func (c *fakeConn) BatchSize() int                { return 64 }
-func (c *fakeConn) Transport() underlay.Transport { return c.t }
-func (c *fakeConn) LocalAddr() netip.AddrPort     { return netip.AddrPort{} }
-func (c *fakeConn) Close() error                  { return nil }
+func (c *fakeConn) BatchSize() int            { return 64 }
+func (c *fakeConn) Transport() nbma.Transport { return c.t }
+func (c *fakeConn) LocalAddr() netip.AddrPort { return netip.AddrPort{} }
+func (c *fakeConn) Close() error              { return nil }
 
 func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
@@ -136,8 +137,8 @@ func hubPlane(dev tun.Device, conn underlay.Conn) *Plane {
 	f.Add(fib.Route{Prefix: pfx("10.1.1.0/24"), NextHop: ad("10.0.0.11"), Source: fib.SourceStatic})
 	f.Add(fib.Route{Prefix: pfx("10.1.2.0/24"), NextHop: ad("10.0.0.12"), Source: fib.SourceStatic})
 	c := cache.New()
-	c.Put(cache.Entry{Protocol: ad("10.0.0.11"), NBMA: netip.MustParseAddrPort("198.51.100.1:4754"), Transport: underlay.TransportUDP, Type: cache.Dynamic})
-	c.Put(cache.Entry{Protocol: ad("10.0.0.12"), NBMA: netip.MustParseAddrPort("198.51.100.65:4754"), Transport: underlay.TransportUDP, Type: cache.Dynamic})
+	c.Put(cache.Entry{Protocol: ad("10.0.0.11"), NBMA: netip.MustParseAddrPort("198.51.100.1:4754"), Transport: nbma.TransportUDP, Type: cache.Dynamic})
+	c.Put(cache.Entry{Protocol: ad("10.0.0.12"), NBMA: netip.MustParseAddrPort("198.51.100.65:4754"), Transport: nbma.TransportUDP, Type: cache.Dynamic})
 	cfg := Config{Key: 42, KeyPresent: true, Local: ad("10.0.0.1"), Subnet: pfx("10.0.0.0/24"), Host: localroute.NewStatic(pfx("10.1.0.0/24"))}
 	return New(cfg, dev, []underlay.Conn{conn}, f, c, nil, quiet())
 }
@@ -152,7 +153,7 @@ func greFrame(inner []byte, key uint32) []byte {
 
 func TestUnderlayDeliverRelayAndKeyCheck(t *testing.T) {
 	dev := &fakeTun{}
-	conn := &fakeConn{t: underlay.TransportUDP, from: netip.MustParseAddrPort("198.51.100.1:4754"), batches: 1, in: [][]byte{
+	conn := &fakeConn{t: nbma.TransportUDP, from: netip.MustParseAddrPort("198.51.100.1:4754"), batches: 1, in: [][]byte{
 		greFrame(ipv4Packet("10.1.1.10", "10.1.0.10", 100), 42), // to the hub's LAN: TUN
 		greFrame(ipv4Packet("10.1.1.10", "10.1.2.10", 100), 42), // spoke to spoke: relayed
 		greFrame(ipv4Packet("10.1.1.10", "10.1.2.10", 100), 43), // wrong key: dropped
@@ -182,7 +183,7 @@ func BenchmarkOverlayToUnderlay(b *testing.B) {
 		pkts[i] = ipv4Packet("10.1.0.10", "10.1.2.10", 1400)
 	}
 	dev := &fakeTun{pkts: pkts}
-	conn := &fakeConn{t: underlay.TransportUDP}
+	conn := &fakeConn{t: nbma.TransportUDP}
 	p := hubPlane(dev, conn)
 	dev.batches = 1
 	_ = p.RunOverlay() // warm up: allocate the goroutine's buffers
@@ -205,7 +206,7 @@ func BenchmarkUnderlayRelay(b *testing.B) {
 	for i := range in {
 		in[i] = greFrame(ipv4Packet("10.1.1.10", "10.1.2.10", 1400), 42)
 	}
-	conn := &fakeConn{t: underlay.TransportUDP, from: netip.MustParseAddrPort("198.51.100.1:4754"), in: in}
+	conn := &fakeConn{t: nbma.TransportUDP, from: netip.MustParseAddrPort("198.51.100.1:4754"), in: in}
 	p := hubPlane(&fakeTun{}, conn)
 	b.ReportAllocs()
 	b.SetBytes(1400 * 64)
@@ -228,7 +229,7 @@ func TestForwardingAllocations(t *testing.T) {
 		pkts[i] = ipv4Packet("10.1.0.10", "10.1.2.10", 1400)
 	}
 	dev := &fakeTun{pkts: pkts}
-	conn := &fakeConn{t: underlay.TransportUDP}
+	conn := &fakeConn{t: nbma.TransportUDP}
 	p := hubPlane(dev, conn)
 	run := func(batches int) float64 {
 		return testing.AllocsPerRun(3, func() { dev.batches = batches; _ = p.RunOverlay() })
@@ -240,7 +241,7 @@ func TestForwardingAllocations(t *testing.T) {
 	for i := range in {
 		in[i] = greFrame(ipv4Packet("10.1.1.10", "10.1.2.10", 1400), 42)
 	}
-	c2 := &fakeConn{t: underlay.TransportUDP, from: netip.MustParseAddrPort("198.51.100.1:4754"), in: in}
+	c2 := &fakeConn{t: nbma.TransportUDP, from: netip.MustParseAddrPort("198.51.100.1:4754"), in: in}
 	p2 := hubPlane(&fakeTun{}, c2)
 	run2 := func(batches int) float64 {
 		return testing.AllocsPerRun(3, func() { c2.batches = batches; _ = p2.RunUnderlay(c2) })
@@ -262,11 +263,11 @@ func TestMulticastToManyPeers(t *testing.T) {
 	for i := 0; i < peers; i++ {
 		c.Put(cache.Entry{Protocol: netip.AddrFrom4([4]byte{10, 0, byte(1 + i>>8), byte(i)}),
 			NBMA:      netip.AddrPortFrom(netip.AddrFrom4([4]byte{198, 51, byte(i >> 8), byte(i)}), 4754),
-			Transport: underlay.TransportUDP, Type: cache.Dynamic, Multicast: true})
+			Transport: nbma.TransportUDP, Type: cache.Dynamic, Multicast: true})
 	}
 	pkts := [][]byte{ipv4Packet("10.0.0.1", "224.0.0.5", 100), ipv4Packet("10.0.0.1", "224.0.0.5", 120)}
 	dev := &fakeTun{pkts: pkts}
-	conn := &batchConn{fakeConn: fakeConn{t: underlay.TransportUDP}}
+	conn := &batchConn{fakeConn: fakeConn{t: nbma.TransportUDP}}
 	p := New(Config{Key: 42, KeyPresent: true, Local: ad("10.0.0.1"), Subnet: pfx("10.0.0.0/16")}, dev, []underlay.Conn{conn}, f, c, nil, quiet())
 	dev.batches = 1
 	if err := p.RunOverlay(); err != nil {

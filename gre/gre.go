@@ -26,6 +26,10 @@ const (
 // UDPPort is the IANA destination port of GRE-in-UDP (RFC 8086 §3).
 const UDPPort = 4754
 
+// IPProto is GRE's IP protocol number (IANA; RFC 2784), what a raw GRE
+// socket opens.
+const IPProto = 47
+
 // Bits of the first 16-bit word (RFC 2784 §2, RFC 2890 §2, RFC 1701 for the
 // bits we refuse).
 const (

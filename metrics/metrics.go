@@ -30,6 +30,7 @@ import (
 	"github.com/dmvpn/dmvpn/dataplane"
 	"github.com/dmvpn/dmvpn/events"
 	"github.com/dmvpn/dmvpn/events/hooks"
+	"github.com/dmvpn/dmvpn/nbma"
 	"github.com/dmvpn/dmvpn/nhrp"
 	"github.com/dmvpn/dmvpn/nhrp/cache"
 	"github.com/dmvpn/dmvpn/nhrp/engine"
@@ -75,7 +76,7 @@ type Snapshot struct {
 
 // Socket is the counters of one underlay socket.
 type Socket struct {
-	Transport underlay.Transport
+	Transport nbma.Transport
 	Stats     underlay.ConnStats
 	// Offloads is set when the socket reports GSO and GRO (UDP sockets).
 	Offloads bool

@@ -21,6 +21,7 @@ import (
 	"github.com/dmvpn/dmvpn/dataplane"
 	"github.com/dmvpn/dmvpn/events"
 	"github.com/dmvpn/dmvpn/events/hooks"
+	"github.com/dmvpn/dmvpn/nbma"
 	"github.com/dmvpn/dmvpn/nhrp/cache"
 	"github.com/dmvpn/dmvpn/nhrp/engine"
 	"github.com/dmvpn/dmvpn/underlay"
@@ -43,8 +44,8 @@ func testSnapshot() Snapshot {
 		Cache:           cache.Stats{Evicted: 35, RefusedFull: 36, RefusedPerNBMA: 37},
 		ControlQueueLen: 38, ControlQueueCap: 1024, ControlQueueDropped: 39,
 		Underlay: []Socket{
-			{Transport: underlay.TransportGRE, Stats: underlay.ConnStats{Sent: 41, Received: 42, Dropped: 43, SendErrors: 44, SendCalls: 45, SendMsgs: 46, RecvCalls: 47, RecvMsgs: 48}},
-			{Transport: underlay.TransportUDP, Stats: underlay.ConnStats{Sent: 51, Received: 52, Dropped: 53, SendErrors: 54, SendCalls: 55, SendMsgs: 56,
+			{Transport: nbma.TransportGRE, Stats: underlay.ConnStats{Sent: 41, Received: 42, Dropped: 43, SendErrors: 44, SendCalls: 45, SendMsgs: 46, RecvCalls: 47, RecvMsgs: 48}},
+			{Transport: nbma.TransportUDP, Stats: underlay.ConnStats{Sent: 51, Received: 52, Dropped: 53, SendErrors: 54, SendCalls: 55, SendMsgs: 56,
 				GSOMsgs: 57, GSOFallbacks: 58, RecvCalls: 59, RecvMsgs: 60, GROMsgs: 61, GROSegments: 62}, Offloads: true, GSO: true},
 		},
 		NHS: []engine.NHSStatus{

@@ -29,6 +29,7 @@ import (
 	"github.com/dmvpn/dmvpn/internal/ratelog"
 	"github.com/dmvpn/dmvpn/localroute"
 	"github.com/dmvpn/dmvpn/metrics"
+	"github.com/dmvpn/dmvpn/nbma"
 	"github.com/dmvpn/dmvpn/nhrp"
 	"github.com/dmvpn/dmvpn/nhrp/cache"
 	"github.com/dmvpn/dmvpn/nhrp/engine"
@@ -37,7 +38,7 @@ import (
 )
 
 // ListenFunc opens an underlay socket for a transport at a local endpoint.
-type ListenFunc func(local netip.AddrPort, t underlay.Transport) (underlay.Conn, error)
+type ListenFunc func(local netip.AddrPort, t nbma.Transport) (underlay.Conn, error)
 
 // Options are the node's dependencies; zero values mean "the real thing".
 type Options struct {
@@ -106,7 +107,7 @@ const ctlQueue = 1024
 // ctlPacket is an NHRP packet copied out of the underlay's read buffer.
 type ctlPacket struct {
 	from netip.AddrPort
-	t    underlay.Transport
+	t    nbma.Transport
 	buf  *[]byte
 	n    int
 }
@@ -117,7 +118,7 @@ type ctlPacket struct {
 type event struct {
 	miss  netip.Addr
 	from  netip.AddrPort
-	t     underlay.Transport
+	t     nbma.Transport
 	n     int
 	start [64]byte
 }
@@ -162,7 +163,7 @@ func New(cfg *config.Config, opts Options) (n *Node, err error) {
 	// GRE with ICMP protocol-unreachable, so peers never see us half up.
 	for _, t := range transports(cfg) {
 		local := netip.AddrPortFrom(cfg.Tunnel.Source, 0)
-		if t == underlay.TransportUDP {
+		if t == nbma.TransportUDP {
 			port := cfg.Tunnel.UDPPort
 			if port == 0 { // a GRE hub's extra UDP listener
 				port = gre.UDPPort
@@ -260,7 +261,7 @@ func New(cfg *config.Config, opts Options) (n *Node, err error) {
 		n.plane.SetMissFunc(func(nh netip.Addr) { n.post(event{miss: nh}) })
 	}
 	if cfg.NHRP.Redirect {
-		n.plane.SetTransitFunc(func(from netip.AddrPort, t underlay.Transport, pkt []byte) {
+		n.plane.SetTransitFunc(func(from netip.AddrPort, t nbma.Transport, pkt []byte) {
 			ev := event{from: from, t: t}
 			ev.n = copy(ev.start[:], pkt)
 			n.post(ev)
@@ -326,20 +327,23 @@ func (n *Node) logFor(component string) *slog.Logger {
 // and GRE-in-UDP as well, so nodes behind NAT (which cannot use raw GRE)
 // can always reach it: spokes register with a hub, and build shortcuts to
 // other spokes, over UDP.
-func transports(cfg *config.Config) []underlay.Transport {
-	ts := []underlay.Transport{cfg.Tunnel.Transport}
-	if cfg.Tunnel.Transport != underlay.TransportUDP {
-		ts = append(ts, underlay.TransportUDP)
+func transports(cfg *config.Config) []nbma.Transport {
+	ts := []nbma.Transport{cfg.Tunnel.Transport}
+	if cfg.Tunnel.Transport != nbma.TransportUDP {
+		ts = append(ts, nbma.TransportUDP)
 	}
 	return ts
 }
 
-func listenReal(local netip.AddrPort, t underlay.Transport) (underlay.Conn, error) {
+func listenReal(local netip.AddrPort, t nbma.Transport) (underlay.Conn, error) {
+	// Both carry GRE packets, GRE header first: the sockets drop anything
+	// shorter, as the data path would.
+	spec := underlay.Spec{Transport: t, MinLen: gre.MinLen}
 	switch t {
-	case underlay.TransportGRE:
-		return underlay.ListenGRE(local.Addr())
-	case underlay.TransportUDP:
-		return underlay.ListenUDP(local)
+	case nbma.TransportGRE:
+		return underlay.ListenIP(local.Addr(), gre.IPProto, spec)
+	case nbma.TransportUDP:
+		return underlay.ListenUDP(local, spec)
 	}
 	return nil, fmt.Errorf("unknown transport %v", t)
 }
@@ -347,7 +351,7 @@ func listenReal(local netip.AddrPort, t underlay.Transport) (underlay.Conn, erro
 // handleControl runs on an underlay reader: it copies the packet and
 // queues it for the control loop, or drops and counts it when the queue is
 // full.
-func (n *Node) handleControl(peer netip.AddrPort, t underlay.Transport, pkt []byte) {
+func (n *Node) handleControl(peer netip.AddrPort, t nbma.Transport, pkt []byte) {
 	bp := n.ctlPool.Get().(*[]byte)
 	if cap(*bp) < len(pkt) {
 		*bp = make([]byte, len(pkt))

@@ -18,6 +18,7 @@ import (
 	"github.com/dmvpn/dmvpn/config"
 	"github.com/dmvpn/dmvpn/internal/inet"
 	"github.com/dmvpn/dmvpn/localroute"
+	"github.com/dmvpn/dmvpn/nbma"
 	"github.com/dmvpn/dmvpn/nhrp/cache"
 	"github.com/dmvpn/dmvpn/underlay"
 	"github.com/dmvpn/dmvpn/underlay/memnet"
@@ -129,7 +130,7 @@ func (tn *testNet) start(yaml string, lans ...string) *testNode {
 	n, err := New(cfg, Options{
 		Device: ct.TUN(),
 		Host:   localroute.NewStatic(host...),
-		Listen: func(local netip.AddrPort, t underlay.Transport) (underlay.Conn, error) {
+		Listen: func(local netip.AddrPort, t nbma.Transport) (underlay.Conn, error) {
 			return tn.net.Listen(local, t)
 		},
 		Clock: tn.rclk,
@@ -253,7 +254,7 @@ func TestPhase1HubAndSpokesWithNAT(t *testing.T) {
 	eventually(t, "hub knows 3 spokes", func() bool { return hub.n.Cache().Len() == 3 })
 
 	e3, _ := hub.n.Cache().Get(netip.MustParseAddr("10.0.0.13"))
-	if !e3.NAT || e3.NBMA.Addr() != netip.MustParseAddr("198.51.100.129") || e3.NBMA.Port() == 0 || e3.Transport != underlay.TransportUDP {
+	if !e3.NAT || e3.NBMA.Addr() != netip.MustParseAddr("198.51.100.129") || e3.NBMA.Port() == 0 || e3.Transport != nbma.TransportUDP {
 		t.Fatalf("spoke3 entry at the hub: %+v", e3)
 	}
 	d := hub.n.DMVPN()
@@ -373,7 +374,7 @@ func TestStoppedSpokePurgedOrExpired(t *testing.T) {
 
 	// A spoke that vanishes (its packets stop arriving) expires with its
 	// holding time, not before.
-	tn.net.SetFilter(func(from, to netip.AddrPort, _ underlay.Transport, _ []byte) bool {
+	tn.net.SetFilter(func(from, to netip.AddrPort, _ nbma.Transport, _ []byte) bool {
 		return from.Addr() != netip.MustParseAddr("198.51.100.65")
 	})
 	tn.clk.Advance(25 * time.Second)

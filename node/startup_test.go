@@ -14,6 +14,7 @@ import (
 
 	"github.com/dmvpn/dmvpn/config"
 	"github.com/dmvpn/dmvpn/localroute"
+	"github.com/dmvpn/dmvpn/nbma"
 	"github.com/dmvpn/dmvpn/underlay"
 	"github.com/dmvpn/dmvpn/underlay/memnet"
 )
@@ -68,7 +69,7 @@ nhrp: {network-id: 1}
 				Device: dev,
 				Host:   localroute.NewStatic(),
 				Log:    log,
-				Listen: func(local netip.AddrPort, tr underlay.Transport) (underlay.Conn, error) {
+				Listen: func(local netip.AddrPort, tr nbma.Transport) (underlay.Conn, error) {
 					calls++
 					if calls == tt.failAt {
 						return nil, errors.New("boom")

@@ -9,7 +9,7 @@ import (
 
 	"github.com/dmvpn/dmvpn/clock"
 	"github.com/dmvpn/dmvpn/gre"
-	"github.com/dmvpn/dmvpn/underlay"
+	"github.com/dmvpn/dmvpn/nbma"
 )
 
 // switchover measures one phase 3 switch-over on a network running on real
@@ -32,7 +32,7 @@ func newSwitchover(t testing.TB) *switchover {
 	sw.s2 = tn.start(phase3Spoke(2, "198.51.100.65", "gre"), "10.1.2.0/24")
 	eventually(t, "registered", func() bool { return registered(sw.s1) && registered(sw.s2) })
 	s1, s2, hub := netip.MustParseAddr("198.51.100.1"), netip.MustParseAddr("198.51.100.65"), netip.MustParseAddr("192.0.2.1")
-	tn.net.SetFilter(func(from, to netip.AddrPort, _ underlay.Transport, pkt []byte) bool {
+	tn.net.SetFilter(func(from, to netip.AddrPort, _ nbma.Transport, pkt []byte) bool {
 		if to.Addr() != s2 {
 			return true
 		}

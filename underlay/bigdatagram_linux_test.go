@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/dmvpn/dmvpn/nbma"
 )
 
 // Large GRE packets (an NHRP Registration or Resolution Request padded with
@@ -37,8 +39,8 @@ const (
 // (8), minus the outer IPv4 header (20) for raw GRE.
 const bigBufLen = 64 + 65535
 
-func bigReadOff(tr Transport) int {
-	if tr == TransportGRE {
+func bigReadOff(tr nbma.Transport) int {
+	if tr == nbma.TransportGRE {
 		return 64 - 8 - 20
 	}
 	return 64 - 8
@@ -47,10 +49,10 @@ func bigReadOff(tr Transport) int {
 // bigPair opens, in a private namespace with lo at mtu, a receiving Conn of
 // transport tr on 127.0.0.1 and a plain kernel socket of the same kind on
 // 127.0.0.2 to send from. gro selects UDP GRO on the receiver (UDP only).
-func bigPair(t *testing.T, tr Transport, gro bool, mtu uint32) (rx testConn, send func([]byte) error, from netip.AddrPort) {
+func bigPair(t *testing.T, tr nbma.Transport, gro bool, mtu uint32) (rx testConn, send func([]byte) error, from netip.AddrPort) {
 	t.Helper()
 	var (
-		g  *GREConn
+		g  *IPConn
 		u  *UDPConn
 		pg net.PacketConn
 		pu *net.UDPConn
@@ -73,20 +75,20 @@ func bigPair(t *testing.T, tr Transport, gro bool, mtu uint32) (rx testConn, sen
 			return err
 		}
 		var err error
-		if tr == TransportGRE {
-			if g, err = ListenGRE(lo1); err != nil {
+		if tr == nbma.TransportGRE {
+			if g, err = listenGRE(lo1); err != nil {
 				return err
 			}
 			pg, err = net.ListenPacket("ip4:47", lo2.String())
 			return err
 		}
-		if u, err = ListenUDP(netip.AddrPortFrom(lo1, 0)); err != nil {
+		if u, err = listenUDP(netip.AddrPortFrom(lo1, 0)); err != nil {
 			return err
 		}
 		pu, err = net.ListenUDP("udp4", net.UDPAddrFromAddrPort(netip.AddrPortFrom(lo2, 0)))
 		return err
 	})
-	if tr == TransportGRE {
+	if tr == nbma.TransportGRE {
 		to := &net.IPAddr{IP: lo1.AsSlice()}
 		return g, func(p []byte) error { _, err := pg.WriteTo(p, to); return err }, netip.AddrPortFrom(lo2, 0)
 	}
@@ -119,17 +121,17 @@ func readOne(t *testing.T, c testConn, ds []Datagram, off int) Datagram {
 
 func bigCases() []struct {
 	name string
-	tr   Transport
+	tr   nbma.Transport
 	gro  bool
 } {
 	return []struct {
 		name string
-		tr   Transport
+		tr   nbma.Transport
 		gro  bool
 	}{
-		{"gre", TransportGRE, false},
-		{"udp gro", TransportUDP, true},
-		{"udp no gro", TransportUDP, false},
+		{"gre", nbma.TransportGRE, false},
+		{"udp gro", nbma.TransportUDP, true},
+		{"udp no gro", nbma.TransportUDP, false},
 	}
 }
 
@@ -143,12 +145,12 @@ func TestBigDatagrams(t *testing.T) {
 			t.Run(fmt.Sprintf("%s mtu %d", tc.name, mtu), func(t *testing.T) {
 				c, send, from := bigPair(t, tc.tr, tc.gro, mtu)
 				limit := maxUDPGRE
-				if tc.tr == TransportGRE {
+				if tc.tr == nbma.TransportGRE {
 					limit = maxRawGRE
 				}
 				off := bigReadOff(tc.tr)
 				wantOff := off
-				if tc.tr == TransportGRE {
+				if tc.tr == nbma.TransportGRE {
 					wantOff += 20
 				}
 				ds := make([]Datagram, c.BatchSize())
@@ -188,18 +190,18 @@ func TestBigDatagramsOwnWriter(t *testing.T) {
 		for _, tc := range bigCases() {
 			t.Run(fmt.Sprintf("%s mtu %d", tc.name, mtu), func(t *testing.T) {
 				var a, b testConn
-				if tc.tr == TransportGRE {
-					var ga, gb *GREConn
-					t.Cleanup(func() { closeAll([]*GREConn{ga, gb}) })
+				if tc.tr == nbma.TransportGRE {
+					var ga, gb *IPConn
+					t.Cleanup(func() { closeAll([]*IPConn{ga, gb}) })
 					inNetns(t, func() error {
 						if err := linkMTU("lo", mtu); err != nil {
 							return err
 						}
 						var err error
-						if ga, err = ListenGRE(lo2); err != nil {
+						if ga, err = listenGRE(lo2); err != nil {
 							return err
 						}
-						gb, err = ListenGRE(lo1)
+						gb, err = listenGRE(lo1)
 						return err
 					})
 					a, b = ga, gb
@@ -211,10 +213,10 @@ func TestBigDatagramsOwnWriter(t *testing.T) {
 							return err
 						}
 						var err error
-						if ua, err = ListenUDP(netip.AddrPortFrom(lo2, 0)); err != nil {
+						if ua, err = listenUDP(netip.AddrPortFrom(lo2, 0)); err != nil {
 							return err
 						}
-						ub, err = ListenUDP(netip.AddrPortFrom(lo1, 0))
+						ub, err = listenUDP(netip.AddrPortFrom(lo1, 0))
 						return err
 					})
 					if tc.gro {
@@ -227,7 +229,7 @@ func TestBigDatagramsOwnWriter(t *testing.T) {
 					a, b = ua, ub
 				}
 				limit := maxUDPGRE
-				if tc.tr == TransportGRE {
+				if tc.tr == nbma.TransportGRE {
 					limit = maxRawGRE
 				}
 				sizes := []int{16000, 16000, 16000, 16000, 8200, 60000, limit, limit + 1, 9000}
@@ -278,7 +280,7 @@ func TestBigDatagramTooBigForBuffer(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			c, send, from := bigPair(t, tc.tr, tc.gro, 1500)
 			room := size
-			if tc.tr == TransportGRE {
+			if tc.tr == nbma.TransportGRE {
 				room += 20
 			}
 			ds := make([]Datagram, 4)

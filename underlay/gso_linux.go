@@ -9,12 +9,10 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
-
-	"github.com/dmvpn/dmvpn/gre"
 )
 
-// UDP segmentation offload (GSO, send) and receive offload (GRO) for
-// GRE-in-UDP, behind the unchanged Conn interface.
+// UDP segmentation offload (GSO, send) and receive offload (GRO) for the
+// UDP sockets (GRE-in-UDP today), behind the unchanged Conn interface.
 //
 // Why: without them every tunnel packet is its own skb all the way through
 // the kernel (socket, routing, netfilter, every veth or NIC queue on the
@@ -148,8 +146,9 @@ func groSize(ctl []byte) int {
 // reader's own buffers and the messages in them not yet handed out. It
 // belongs to the goroutine holding sock.rmu.
 type groReader struct {
-	m    *mmsgs
-	bufs [][]byte // groMsgs buffers of groBufLen bytes
+	m      *mmsgs
+	bufs   [][]byte // groMsgs buffers of groBufLen bytes
+	minLen int      // shortest datagram deliver hands on (Spec.MinLen)
 
 	// Messages [next, n) of the last recvmmsg are still to be handed out;
 	// off is where the next datagram of message next starts.
@@ -159,13 +158,14 @@ type groReader struct {
 	peers        []netip.AddrPort
 }
 
-func newGROReader() *groReader {
+func newGROReader(minLen int) *groReader {
 	r := &groReader{
-		m:     newMmsgs(groMsgs),
-		bufs:  make([][]byte, groMsgs),
-		lens:  make([]int, groMsgs),
-		segs:  make([]int, groMsgs),
-		peers: make([]netip.AddrPort, groMsgs),
+		m:      newMmsgs(groMsgs),
+		bufs:   make([][]byte, groMsgs),
+		minLen: minLen,
+		lens:   make([]int, groMsgs),
+		segs:   make([]int, groMsgs),
+		peers:  make([]netip.AddrPort, groMsgs),
 	}
 	for i := range r.bufs {
 		r.bufs[i] = make([]byte, groBufLen)
@@ -214,7 +214,7 @@ func (r *groReader) recv(rc syscall.RawConn, cnt int) (msgs, coalesced, segments
 
 // deliver copies waiting datagrams into ds[k].Buf[ds[k].Off:], in order,
 // until ds is full or nothing waits. It returns how many it filled and how
-// many it dropped: messages recv marked, datagrams too short for GRE, and
+// many it dropped: messages recv marked, datagrams shorter than minLen, and
 // datagrams that do not fit the caller's buffer.
 func (r *groReader) deliver(ds []Datagram) (k, dropped int) {
 	for k < len(ds) && r.next < r.n {
@@ -236,7 +236,7 @@ func (r *groReader) deliver(ds []Datagram) (k, dropped int) {
 			r.off = end
 		}
 		d := &ds[k]
-		if len(p) < gre.MinLen || len(d.Buf)-d.Off < len(p) {
+		if len(p) < r.minLen || len(d.Buf)-d.Off < len(p) {
 			dropped++
 			continue
 		}

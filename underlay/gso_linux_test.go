@@ -18,6 +18,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/dmvpn/dmvpn/gre"
+	"github.com/dmvpn/dmvpn/nbma"
 )
 
 var (
@@ -171,6 +172,8 @@ func loadGRO(r *groReader, msgs []groMsg) {
 	r.n, r.next, r.off = len(msgs), 0, 0
 }
 
+func ptr[T any](v T) *T { return &v }
+
 // pattern is n bytes starting at byte first, counting up.
 func pattern(first, n int) []byte {
 	b := make([]byte, n)
@@ -194,6 +197,7 @@ func TestGRODeliver(t *testing.T) {
 		peers   []netip.AddrPort
 		batches []int // datagrams per deliver call
 		dropped int
+		minLen  *int // the socket's Spec.MinLen; nil: gre.MinLen, as for GRE-in-UDP
 	}{
 		{
 			name: "coalesced", msgs: []groMsg{{data: coal, seg: 1000, peer: peerA}},
@@ -251,10 +255,34 @@ func TestGRODeliver(t *testing.T) {
 			dsLen: 8, bufLen: 64, want: [][]byte{pattern(0, 5), pattern(5, 5)}, peers: []netip.AddrPort{peerA, peerA},
 			batches: []int{2}, dropped: 2,
 		},
+		{
+			// An ESP-in-UDP socket's minimum (8: SPI and sequence
+			// number): the 8-byte segments pass, the 5-byte tail and
+			// a 7-byte datagram do not.
+			name: "minimum 8", msgs: []groMsg{{data: pattern(0, 21), seg: 8, peer: peerA}, {data: pattern(1, 7), peer: peerB}, {data: pattern(2, 8), peer: peerB}},
+			dsLen: 8, bufLen: 64, want: [][]byte{pattern(0, 8), pattern(8, 8), pattern(2, 8)}, peers: []netip.AddrPort{peerA, peerA, peerB},
+			batches: []int{3}, dropped: 2, minLen: ptr(8),
+		},
+		{
+			// Minimum 1 (a NAT keepalive is one byte): it passes, an
+			// empty datagram does not.
+			name: "minimum 1", msgs: []groMsg{{data: []byte{0xff}, peer: peerA}, {data: nil, peer: peerA}},
+			dsLen: 8, bufLen: 64, want: [][]byte{{0xff}}, peers: []netip.AddrPort{peerA},
+			batches: []int{1}, dropped: 1, minLen: ptr(1),
+		},
+		{
+			name: "minimum 0 takes an empty datagram", msgs: []groMsg{{data: nil, peer: peerA}},
+			dsLen: 8, bufLen: 64, want: [][]byte{{}}, peers: []netip.AddrPort{peerA},
+			batches: []int{1}, minLen: ptr(0),
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			r := newGROReader()
+			minLen := gre.MinLen
+			if tt.minLen != nil {
+				minLen = *tt.minLen
+			}
+			r := newGROReader(minLen)
 			loadGRO(r, tt.msgs)
 			var got [][]byte
 			var peers []netip.AddrPort
@@ -302,7 +330,7 @@ func TestGRODeliver(t *testing.T) {
 // it has several datagrams; single datagrams after a run use the iovec
 // after the run's, not the one with their message's index.
 func TestBuildMessages(t *testing.T) {
-	s := &sock{transport: TransportUDP}
+	s := &sock{transport: nbma.TransportUDP}
 	s.gsoOn.Store(true)
 	s.gsoMaxSeg.Store(gsoMaxBytes)
 	bad := netip.AddrPort{}
@@ -371,7 +399,7 @@ func TestBuildMessages(t *testing.T) {
 }
 
 func TestGSORefused(t *testing.T) {
-	s := &sock{transport: TransportUDP}
+	s := &sock{transport: nbma.TransportUDP}
 	s.gsoOn.Store(true)
 	s.gsoMaxSeg.Store(gsoMaxBytes)
 	s.gsoRefused(unix.EMSGSIZE, 1500)
@@ -569,10 +597,10 @@ func TestUDPGSOTooBigForMTU(t *testing.T) {
 			return err
 		}
 		var err error
-		if a, err = ListenUDP(netip.AddrPortFrom(lo2, 0)); err != nil {
+		if a, err = listenUDP(netip.AddrPortFrom(lo2, 0)); err != nil {
 			return err
 		}
-		b, err = ListenUDP(netip.AddrPortFrom(lo1, 0))
+		b, err = listenUDP(netip.AddrPortFrom(lo1, 0))
 		return err
 	})
 	requireOffloads(t, a, b)

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"net/netip"
 	"time"
+
+	"github.com/dmvpn/dmvpn/nbma"
 )
 
 // The socket transports use Linux's recvmmsg/sendmmsg. Elsewhere the
@@ -13,24 +15,24 @@ import (
 
 var errNotLinux = errors.New("underlay: socket transports need Linux")
 
-// GREConn is raw IPv4 GRE; Linux only.
-type GREConn struct{ unsupported }
+// IPConn is a raw IPv4 socket; Linux only.
+type IPConn struct{ unsupported }
 
-// UDPConn is GRE-in-UDP; Linux only.
+// UDPConn is a UDP socket; Linux only.
 type UDPConn struct{ unsupported }
 
-// ListenGRE fails: Linux only.
-func ListenGRE(local netip.Addr) (*GREConn, error) { return nil, errNotLinux }
+// ListenIP fails: Linux only.
+func ListenIP(local netip.Addr, proto int, s Spec) (*IPConn, error) { return nil, errNotLinux }
 
 // ListenUDP fails: Linux only.
-func ListenUDP(local netip.AddrPort) (*UDPConn, error) { return nil, errNotLinux }
+func ListenUDP(local netip.AddrPort, s Spec) (*UDPConn, error) { return nil, errNotLinux }
 
 type unsupported struct{}
 
 func (unsupported) ReadBatch([]Datagram) (int, error)  { return 0, errNotLinux }
 func (unsupported) WriteBatch([]Datagram) (int, error) { return 0, errNotLinux }
 func (unsupported) BatchSize() int                     { return 1 }
-func (unsupported) Transport() Transport               { return 0 }
+func (unsupported) Transport() nbma.Transport          { return 0 }
 func (unsupported) LocalAddr() netip.AddrPort          { return netip.AddrPort{} }
 func (unsupported) Close() error                       { return errNotLinux }
 func (unsupported) SetReadDeadline(time.Time) error    { return errNotLinux }

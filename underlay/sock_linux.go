@@ -3,6 +3,7 @@
 package underlay
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -14,7 +15,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/dmvpn/dmvpn/gre"
+	"github.com/dmvpn/dmvpn/nbma"
 )
 
 const (
@@ -24,13 +25,15 @@ const (
 	socketBufferSize = 4 << 20
 )
 
-// sock is the batched socket shared by GREConn and UDPConn.
+// sock is the batched socket shared by IPConn and UDPConn.
 type sock struct {
 	pc        net.PacketConn
 	rc        syscall.RawConn
-	transport Transport
-	rawGRE    bool // received packets start with the IPv4 header
-	v6        bool // AF_INET6 socket: destinations are sockaddr_in6
+	transport nbma.Transport // a label only
+	raw       bool           // raw IPv4: received packets start with the IPv4 header
+	proto     uint8          // raw: the IP protocol ReadBatch accepts
+	minLen    int            // shortest payload ReadBatch hands on
+	v6        bool           // AF_INET6 socket: destinations are sockaddr_in6
 	local     netip.AddrPort
 
 	rmu sync.Mutex // one reader at a time owns rm and gro
@@ -73,7 +76,22 @@ func newWriter() *writer {
 	}
 }
 
-func newSock(pc net.PacketConn, t Transport, local netip.AddrPort) (*sock, error) {
+// check validates a Spec before a socket is opened for it.
+func (s Spec) check() error {
+	if s.Transport == 0 {
+		return errNoTransport
+	}
+	if s.MinLen < 0 || s.MinLen > 65535 {
+		return fmt.Errorf("underlay: %s socket: minimum payload length %d out of range (valid: 0 to 65535)", s.Transport.Name(), s.MinLen)
+	}
+	return nil
+}
+
+var errNoTransport = errors.New("underlay: socket without a transport label (Spec.Transport is zero)")
+
+// newSock wraps pc, a raw IPv4 socket for protocol proto or (proto 0) a UDP
+// socket, for batched I/O.
+func newSock(pc net.PacketConn, spec Spec, proto uint8, local netip.AddrPort) (*sock, error) {
 	sc, ok := pc.(syscall.Conn)
 	if !ok {
 		return nil, fmt.Errorf("underlay: %T has no raw file descriptor", pc)
@@ -90,15 +108,17 @@ func newSock(pc net.PacketConn, t Transport, local netip.AddrPort) (*sock, error
 	s := &sock{
 		pc:        pc,
 		rc:        rc,
-		transport: t,
-		rawGRE:    t == TransportGRE,
+		transport: spec.Transport,
+		raw:       proto != 0,
+		proto:     proto,
+		minLen:    spec.MinLen,
 		v6:        v6,
 		local:     local,
 		rm:        newMmsgs(batchSize),
 	}
 	s.wpool.New = func() any { return newWriter() }
 	s.gsoMaxSeg.Store(gsoMaxBytes)
-	if t == TransportUDP {
+	if !s.raw {
 		gso, gro := udpOffloads(rc)
 		s.gsoOn.Store(gso)
 		s.groOn = gro
@@ -107,7 +127,7 @@ func newSock(pc net.PacketConn, t Transport, local netip.AddrPort) (*sock, error
 }
 
 // Offloads reports whether WriteBatch uses UDP GSO and ReadBatch UDP GRO
-// (GRE-in-UDP on Linux 4.18 and 5.0 or later; never for raw GRE). GSO can
+// (UDP sockets on Linux 4.18 and 5.0 or later; never raw IP). GSO can
 // turn off at run time, when a route cannot offload it.
 func (s *sock) Offloads() (gso, gro bool) { return s.gsoOn.Load(), s.groOn }
 
@@ -133,7 +153,7 @@ func (s *sock) ReadBatch(ds []Datagram) (int, error) {
 	for {
 		for i := range ds {
 			m.setBuf(i, ds[i].Buf[ds[i].Off:])
-			if s.rawGRE {
+			if s.raw {
 				m.noName(i)
 			} else {
 				m.wantName(i)
@@ -154,8 +174,8 @@ func (s *sock) ReadBatch(ds []Datagram) (int, error) {
 			b := ds[i].Buf[ds[i].Off : ds[i].Off+m.msgLen(i)]
 			var start, l int
 			var peer netip.AddrPort
-			if s.rawGRE {
-				h, pl, src, ok := parseIPv4GRE(b, s.local.Addr())
+			if s.raw {
+				h, pl, src, ok := parseIPv4(b, s.local.Addr(), s.proto, s.minLen)
 				if !ok {
 					dropped++
 					continue
@@ -163,7 +183,7 @@ func (s *sock) ReadBatch(ds []Datagram) (int, error) {
 				start, l, peer = h, pl, netip.AddrPortFrom(src, 0)
 			} else {
 				p, ok := m.name(i)
-				if !ok || len(b) < gre.MinLen {
+				if !ok || len(b) < s.minLen {
 					dropped++
 					continue
 				}
@@ -200,7 +220,7 @@ func (s *sock) ReadBatch(ds []Datagram) (int, error) {
 // left, or receive more (see gso_linux.go).
 func (s *sock) readGRO(ds []Datagram) (int, error) {
 	if s.gro == nil {
-		s.gro = newGROReader()
+		s.gro = newGROReader(s.minLen)
 	}
 	r := s.gro
 	for {
@@ -401,7 +421,7 @@ func (s *sock) gsoRefused(errno syscall.Errno, segSize int) {
 // dest checks and normalises a destination for this socket.
 func (s *sock) dest(p netip.AddrPort) (netip.AddrPort, bool) {
 	a := p.Addr().Unmap()
-	if s.rawGRE {
+	if s.raw {
 		return netip.AddrPortFrom(a, 0), a.Is4()
 	}
 	if !a.IsValid() || a.IsUnspecified() || p.Port() == 0 {
@@ -420,7 +440,7 @@ func (s *sock) BatchSize() int { return batchSize }
 func (s *sock) LocalAddr() netip.AddrPort { return s.local }
 
 // Transport implements Conn.
-func (s *sock) Transport() Transport { return s.transport }
+func (s *sock) Transport() nbma.Transport { return s.transport }
 
 // Close implements Conn. A ReadBatch blocked in another goroutine returns
 // net.ErrClosed.

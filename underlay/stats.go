@@ -3,7 +3,7 @@ package underlay
 import "sync/atomic"
 
 // ConnStats counts the packets one Conn has handled. The socket Conns
-// (GREConn, UDPConn) and the in-memory network's Conn all report it through
+// (IPConn, UDPConn) and the in-memory network's Conn all report it through
 // a Stats method; see StatsConn.
 type ConnStats struct {
 	// Sent is the number of datagrams WriteBatch handed on (to the kernel,
@@ -13,8 +13,8 @@ type ConnStats struct {
 	Received uint64
 	// Dropped counts datagrams that never made it: for a socket, packets
 	// the kernel delivered that ReadBatch discarded (not addressed to this
-	// Conn, IPv4 fragments, too short for GRE, truncated by a small
-	// buffer); for the in-memory network, packets this Conn sent that the
+	// Conn, IPv4 fragments, shorter than the Spec's MinLen, truncated by a
+	// small buffer); for the in-memory network, packets this Conn sent that the
 	// network dropped (loss, filter, NAT, nobody listening, full queue) plus
 	// packets addressed to it that it could not take.
 	Dropped uint64

@@ -1,51 +1,28 @@
-// Package underlay moves GRE packets between this node and NBMA endpoints.
+// Package underlay moves datagrams between this node and NBMA endpoints.
 //
 // A Conn is the data plane's only view of the network underneath the
 // overlay, like wireguard-go's conn.Bind: the node reads and writes batches of
-// datagrams and never learns whether they travel as raw IPv4 GRE (protocol
-// 47, Cisco's wire format), as GRE-in-UDP (RFC 8086, port 4754), or through
-// the in-memory network used by tests (package underlay/memnet).
+// datagrams and never learns whether they travel in raw IPv4 (one IP
+// protocol: 47 for GRE, Cisco's wire format), in UDP (one port: 4754 for
+// GRE-in-UDP, RFC 8086), or through the in-memory network used by tests
+// (package underlay/memnet).
+//
+// The sockets are payload-agnostic: they know an IP protocol number or a UDP
+// port, the shortest payload worth handing on (Spec.MinLen) and a label
+// (Spec.Transport), nothing of GRE. Demultiplexing (the GRE key, later the
+// ESP SPI and the non-ESP marker on UDP 4500) is done by their users above.
 package underlay
 
 import (
-	"fmt"
 	"net/netip"
+
+	"github.com/dmvpn/dmvpn/nbma"
 )
 
-// Transport says how GRE packets are carried on the NBMA network.
-type Transport uint8
-
-const (
-	// TransportGRE is GRE directly over IPv4, IP protocol 47.
-	TransportGRE Transport = iota + 1
-	// TransportUDP is GRE-in-UDP, RFC 8086, destination port 4754.
-	TransportUDP
-)
-
-func (t Transport) String() string {
-	switch t {
-	case TransportGRE:
-		return "gre"
-	case TransportUDP:
-		return "udp"
-	}
-	return fmt.Sprintf("transport(%d)", uint8(t))
-}
-
-// ParseTransport parses the config spelling of a transport.
-func ParseTransport(s string) (Transport, error) {
-	switch s {
-	case "gre":
-		return TransportGRE, nil
-	case "udp":
-		return TransportUDP, nil
-	}
-	return 0, fmt.Errorf("unknown transport %q (valid: gre, udp)", s)
-}
-
-// Datagram is one underlay packet. Buf[Off:Off+Len] is the GRE packet (GRE
-// header first). Peer is the remote NBMA endpoint: the destination on write,
-// the source on read; its port is 0 for raw GRE.
+// Datagram is one underlay packet. Buf[Off:Off+Len] is its payload, what the
+// socket's IP protocol or UDP port carries (for GRE, the GRE header first).
+// Peer is the remote NBMA endpoint: the destination on write, the source on
+// read; its port is 0 on a raw IP socket.
 type Datagram struct {
 	Buf  []byte
 	Off  int
@@ -53,7 +30,7 @@ type Datagram struct {
 	Peer netip.AddrPort
 }
 
-// Payload returns the GRE packet.
+// Payload returns the datagram's payload.
 func (d *Datagram) Payload() []byte { return d.Buf[d.Off : d.Off+d.Len] }
 
 // Conn is a batched underlay socket. Implementations must be safe for one
@@ -62,7 +39,7 @@ type Conn interface {
 	// ReadBatch blocks until at least one datagram arrives, then fills
 	// up to len(ds) of them and returns how many. The caller owns each
 	// ds[i].Buf and sets ds[i].Off to the headroom it wants in front of the
-	// GRE packet; an implementation may move Off forward (never back) and
+	// payload; an implementation may move Off forward (never back) and
 	// sets Len and Peer. After Close it returns net.ErrClosed.
 	ReadBatch(ds []Datagram) (int, error)
 	// WriteBatch sends ds[i].Payload() to ds[i].Peer for every i and
@@ -71,9 +48,40 @@ type Conn interface {
 	WriteBatch(ds []Datagram) (int, error)
 	// BatchSize is the largest batch worth passing to ReadBatch/WriteBatch.
 	BatchSize() int
-	// Transport is how this Conn carries GRE.
-	Transport() Transport
-	// LocalAddr is the local NBMA endpoint (port 0 for raw GRE).
+	// Transport is the label the Conn was opened with: how the NBMA
+	// network carries what it moves. The Conn does not interpret it.
+	Transport() nbma.Transport
+	// LocalAddr is the local NBMA endpoint (port 0 on a raw IP socket).
 	LocalAddr() netip.AddrPort
 	Close() error
 }
+
+// Spec is what a socket needs to know of its payload, and all it knows.
+type Spec struct {
+	// Transport labels the socket: Conn.Transport returns it and error
+	// messages name it (nbma.Transport.Name). It must not be zero.
+	Transport nbma.Transport
+	// MinLen is the shortest payload ReadBatch hands on (GRE: gre.MinLen,
+	// the smallest GRE header); shorter datagrams are dropped and counted
+	// in ConnStats.Dropped. 0 to 65,535.
+	MinLen int
+}
+
+// Deprecated aliases, kept for one release while code in flight moves to
+// package nbma; nothing in this module uses them.
+type (
+	// Deprecated: use nbma.Transport.
+	Transport = nbma.Transport
+)
+
+const (
+	// Deprecated: use nbma.TransportGRE.
+	TransportGRE = nbma.TransportGRE
+	// Deprecated: use nbma.TransportUDP.
+	TransportUDP = nbma.TransportUDP
+)
+
+// ParseTransport parses the config spelling of a transport.
+//
+// Deprecated: use nbma.ParseTransport.
+func ParseTransport(s string) (Transport, error) { return nbma.ParseTransport(s) }

@@ -9,7 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/dmvpn/dmvpn/config"
-	"github.com/dmvpn/dmvpn/underlay"
+	"github.com/dmvpn/dmvpn/nbma"
 )
 
 func newConfigCmd() *cobra.Command {
@@ -133,7 +133,7 @@ func configSummary(c *config.Config) string {
 	}
 	fmt.Fprintf(&b, "%s %s: tunnel %s on %s, source %s, transport %s", role, c.Name,
 		c.Tunnel.Address, c.Tunnel.Device, c.Tunnel.Source, c.Tunnel.Transport)
-	if c.Tunnel.Transport == underlay.TransportUDP {
+	if c.Tunnel.Transport == nbma.TransportUDP {
 		fmt.Fprintf(&b, " port %d", c.Tunnel.UDPPort)
 	}
 	if len(c.NHRP.NHS) > 0 {

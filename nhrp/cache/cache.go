@@ -24,7 +24,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/dmvpn/dmvpn/underlay"
+	"github.com/dmvpn/dmvpn/nbma"
 )
 
 // Type is the kind of a cache entry (Cisco's and RFC 2332's vocabulary).
@@ -76,7 +76,7 @@ type Entry struct {
 	NBMA netip.AddrPort
 	// ClaimedNBMA is the NBMA address the peer put in its packets.
 	ClaimedNBMA netip.Addr
-	Transport   underlay.Transport
+	Transport   nbma.Transport
 	Type        Type
 	// NHS marks the entry of one of our next hop servers.
 	NHS bool
@@ -190,7 +190,7 @@ var (
 // Peer is a multicast replication target.
 type Peer struct {
 	NBMA      netip.AddrPort
-	Transport underlay.Transport
+	Transport nbma.Transport
 	// Counters are the entry's (Entry.Counters), to count the copies.
 	Counters *PeerCounters
 }
@@ -498,14 +498,14 @@ func (r Reader) Release() { r.c.mu.RUnlock() }
 // Forward returns where to send packets for the overlay address addr: only
 // entries that can carry traffic (static, up dynamic and resolved ones).
 // It marks the entry used.
-func (r Reader) Forward(addr netip.Addr) (netip.AddrPort, underlay.Transport, bool) {
+func (r Reader) Forward(addr netip.Addr) (netip.AddrPort, nbma.Transport, bool) {
 	ep, t, _, ok := r.ForwardCounted(addr)
 	return ep, t, ok
 }
 
 // ForwardCounted is Forward that also returns the entry's traffic
 // counters, for the data path to count what it sends (PeerCounters.Tx).
-func (r Reader) ForwardCounted(addr netip.Addr) (netip.AddrPort, underlay.Transport, *PeerCounters, bool) {
+func (r Reader) ForwardCounted(addr netip.Addr) (netip.AddrPort, nbma.Transport, *PeerCounters, bool) {
 	e, ok := r.c.entries[addr]
 	if !ok || !e.forwards() {
 		return netip.AddrPort{}, 0, nil, false

@@ -6,20 +6,20 @@ import (
 	"testing"
 	"time"
 
-	"github.com/dmvpn/dmvpn/underlay"
+	"github.com/dmvpn/dmvpn/nbma"
 )
 
 func TestCacheForwardExpireMulticast(t *testing.T) {
 	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	c := New()
 	a := netip.MustParseAddr
-	c.Put(Entry{Protocol: a("10.0.0.1"), NBMA: netip.MustParseAddrPort("192.0.2.1:0"), Transport: underlay.TransportGRE, Type: Static, NHS: true, Multicast: true})
-	c.Put(Entry{Protocol: a("10.0.0.11"), NBMA: netip.MustParseAddrPort("198.51.100.1:4754"), Transport: underlay.TransportUDP, Type: Dynamic, Multicast: true, Expires: t0.Add(30 * time.Second)})
+	c.Put(Entry{Protocol: a("10.0.0.1"), NBMA: netip.MustParseAddrPort("192.0.2.1:0"), Transport: nbma.TransportGRE, Type: Static, NHS: true, Multicast: true})
+	c.Put(Entry{Protocol: a("10.0.0.11"), NBMA: netip.MustParseAddrPort("198.51.100.1:4754"), Transport: nbma.TransportUDP, Type: Dynamic, Multicast: true, Expires: t0.Add(30 * time.Second)})
 	c.Put(Entry{Protocol: a("10.0.0.12"), Type: Incomplete})
 	c.Put(Entry{Protocol: a("10.0.0.13"), NBMA: netip.MustParseAddrPort("198.51.100.129:9000"), Type: Negative, Expires: t0.Add(5 * time.Second)})
 
 	r := c.Reader()
-	if ep, tr, ok := r.Forward(a("10.0.0.11")); !ok || ep.Port() != 4754 || tr != underlay.TransportUDP {
+	if ep, tr, ok := r.Forward(a("10.0.0.11")); !ok || ep.Port() != 4754 || tr != nbma.TransportUDP {
 		t.Fatalf("forward dynamic: %v %v %v", ep, tr, ok)
 	}
 	for _, no := range []string{"10.0.0.12", "10.0.0.13", "10.0.0.99"} {

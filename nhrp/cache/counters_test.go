@@ -5,7 +5,7 @@ import (
 	"testing"
 	"unsafe"
 
-	"github.com/dmvpn/dmvpn/underlay"
+	"github.com/dmvpn/dmvpn/nbma"
 )
 
 // Put allocates an entry's counters once; a replacement at the same
@@ -15,7 +15,7 @@ func TestPeerCountersReuse(t *testing.T) {
 	a, ap := netip.MustParseAddr, netip.MustParseAddrPort
 	c := New()
 	ep := ap("198.51.100.1:4754")
-	dyn := Entry{Protocol: a("10.0.0.11"), NBMA: ep, Transport: underlay.TransportUDP, Type: Dynamic, Multicast: true}
+	dyn := Entry{Protocol: a("10.0.0.11"), NBMA: ep, Transport: nbma.TransportUDP, Type: Dynamic, Multicast: true}
 	if err := c.Put(dyn); err != nil {
 		t.Fatal(err)
 	}
@@ -81,7 +81,7 @@ func TestTopPeers(t *testing.T) {
 	c := New()
 	for i := 1; i <= 10; i++ {
 		ep := netip.AddrPortFrom(netip.AddrFrom4([4]byte{198, 51, 100, byte(i)}), 4754)
-		if err := c.Put(Entry{Protocol: addrN(i), NBMA: ep, Transport: underlay.TransportUDP, Type: Dynamic}); err != nil {
+		if err := c.Put(Entry{Protocol: addrN(i), NBMA: ep, Transport: nbma.TransportUDP, Type: Dynamic}); err != nil {
 			t.Fatal(err)
 		}
 		e, _ := c.Get(addrN(i))

@@ -13,14 +13,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dmvpn/dmvpn/nbma"
 	"github.com/dmvpn/dmvpn/nhrp"
 	"github.com/dmvpn/dmvpn/nhrp/cache"
-	"github.com/dmvpn/dmvpn/underlay"
 )
 
 type nopSender struct{ n int }
 
-func (s *nopSender) SendNHRP(netip.AddrPort, underlay.Transport, []byte) { s.n++ }
+func (s *nopSender) SendNHRP(netip.AddrPort, nbma.Transport, []byte) { s.n++ }
 
 // benchSpoke is spoke i of a big cloud: overlay 10.x.y.z/8, NBMA 198.x.y.z.
 func benchSpoke(i int) (netip.Addr, netip.AddrPort) {
@@ -53,7 +53,7 @@ func benchHub(b testing.TB, n int) (*Engine, *cache.Cache) {
 	e.Start(t0)
 	for i := 0; i < n; i++ {
 		_, ep := benchSpoke(i)
-		e.HandlePacket(t0, ep, underlay.TransportGRE, benchRegistration(b, i, uint32(i+1)))
+		e.HandlePacket(t0, ep, nbma.TransportGRE, benchRegistration(b, i, uint32(i+1)))
 	}
 	if c.Len() != n {
 		b.Fatalf("%d registered, want %d", c.Len(), n)
@@ -80,7 +80,7 @@ func BenchmarkRegistrationRefresh(b *testing.B) {
 			for i := 0; b.Loop(); i++ {
 				j := i % k
 				_, ep := benchSpoke(j * (n/k + 1) % n)
-				e.HandlePacket(now, ep, underlay.TransportGRE, pkts[j])
+				e.HandlePacket(now, ep, nbma.TransportGRE, pkts[j])
 				e.NextDeadline()
 			}
 		})
@@ -119,7 +119,7 @@ func BenchmarkResolutionForward(b *testing.B) {
 			b.ResetTimer()
 			for i := 0; b.Loop(); i++ {
 				r := reqs[i%k]
-				e.HandlePacket(now, r.from, underlay.TransportGRE, r.pkt)
+				e.HandlePacket(now, r.from, nbma.TransportGRE, r.pkt)
 				e.NextDeadline()
 			}
 			b.StopTimer()
@@ -154,7 +154,7 @@ func BenchmarkRegistrationBurst(b *testing.B) {
 		e.Start(t0)
 		for i, p := range pkts {
 			_, ep := benchSpoke(i)
-			e.HandlePacket(t0, ep, underlay.TransportGRE, p)
+			e.HandlePacket(t0, ep, nbma.TransportGRE, p)
 			e.NextDeadline()
 		}
 		b.StopTimer()

@@ -36,32 +36,33 @@ import (
 
 	"github.com/dmvpn/dmvpn/events"
 	"github.com/dmvpn/dmvpn/fib"
+	"github.com/dmvpn/dmvpn/internal/ratelimit"
 	"github.com/dmvpn/dmvpn/internal/ratelog"
 	"github.com/dmvpn/dmvpn/localroute"
+	"github.com/dmvpn/dmvpn/nbma"
 	"github.com/dmvpn/dmvpn/nhrp"
 	"github.com/dmvpn/dmvpn/nhrp/cache"
 	"github.com/dmvpn/dmvpn/nhrp/replay"
-	"github.com/dmvpn/dmvpn/underlay"
 )
 
 // Sender transmits an encoded NHRP packet to an NBMA endpoint. It must not
 // keep pkt after returning.
 type Sender interface {
-	SendNHRP(to netip.AddrPort, t underlay.Transport, pkt []byte)
+	SendNHRP(to netip.AddrPort, t nbma.Transport, pkt []byte)
 }
 
 // NHS is a next hop server this node registers with.
 type NHS struct {
 	Protocol  netip.Addr
 	NBMA      netip.AddrPort
-	Transport underlay.Transport
+	Transport nbma.Transport
 }
 
 // StaticMap is a configured mapping (Cisco `ip nhrp map`).
 type StaticMap struct {
 	Protocol  netip.Addr
 	NBMA      netip.AddrPort
-	Transport underlay.Transport
+	Transport nbma.Transport
 	Multicast bool
 }
 
@@ -98,7 +99,7 @@ type Config struct {
 	Static []StaticMap
 	// Transport is this node's configured underlay, used to reach peers
 	// learned through NHRP that we have not heard from directly.
-	Transport underlay.Transport
+	Transport nbma.Transport
 	// Shortcut (spoke, phase 3): act on Traffic Indications.
 	Shortcut bool
 	// Redirect (hub, phase 3): send Traffic Indications.
@@ -254,7 +255,7 @@ type Engine struct {
 	afn       uint16
 
 	sendLimit bucket
-	recvLimit sourceLimiter
+	recvLimit ratelimit.PerSource
 	timers    timers
 
 	pending     map[netip.Addr]*pendingResolution
@@ -304,8 +305,7 @@ func New(cfg Config, c *cache.Cache, s Sender, log *slog.Logger) (*Engine, error
 	e := &Engine{cfg: cfg, cache: c, send: s, log: log, rlog: ratelog.New(log, 0, 0),
 		rnd: rand.NewChaCha8(seed), lastEI: map[netip.Addr]time.Time{}, buf: make([]byte, 0, 1500),
 		subnet:    cfg.Address.Masked(),
-		recvLimit: sourceLimiter{rate: cfg.MaxReceive, m: map[netip.Addr]*bucket{}},
-		timers:    timers{sched: map[timerKey]time.Time{}},
+		recvLimit: ratelimit.NewPerSource(cfg.MaxReceive),
 		pending:   map[netip.Addr]*pendingResolution{}, pendingByID: map[uint32]*pendingResolution{},
 		probes: map[netip.Addr]*probe{}, probeByID: map[uint32]*probe{}, formerNHS: map[netip.Addr]time.Time{},
 		redirects: map[redirectKey]*bucket{}, holders: map[netip.Addr]map[netip.AddrPort]holder{},
@@ -374,7 +374,7 @@ func (e *Engine) Tick(now time.Time) time.Time {
 		}
 	}
 	for i := 0; i < maxTimersPerTick; i++ {
-		k, ok := e.timers.due(now)
+		k, ok := e.timers.Due(now)
 		if !ok {
 			break
 		}
@@ -418,7 +418,7 @@ func (e *Engine) nextDeadline() time.Time {
 			next = t
 		}
 	}
-	earlier(e.timers.next())
+	earlier(e.timers.Next())
 	for _, n := range e.nhs {
 		earlier(n.nextAt)
 		if n.State == StateUp {
@@ -584,8 +584,8 @@ func (e *Engine) appendAuthAndEnd(p *nhrp.Packet) {
 }
 
 // transmit encodes e.tx and sends it, within max-send.
-func (e *Engine) transmit(now time.Time, to netip.AddrPort, t underlay.Transport) {
-	if e.cfg.MaxSend.valid() && !e.sendLimit.take(now, e.cfg.MaxSend) {
+func (e *Engine) transmit(now time.Time, to netip.AddrPort, t nbma.Transport) {
+	if e.cfg.MaxSend.Valid() && !e.sendLimit.Take(now, e.cfg.MaxSend) {
 		e.stats.Dropped[DropSendLimited]++
 		e.rlog.Warn(now, "max-send reached, not sending", "type", e.tx.Type, "to", to)
 		return
@@ -611,11 +611,11 @@ func (e *Engine) transmit(now time.Time, to netip.AddrPort, t underlay.Transport
 
 // HandlePacket processes one NHRP packet received from the NBMA endpoint
 // from over transport t. b is only read during the call.
-func (e *Engine) HandlePacket(now time.Time, from netip.AddrPort, t underlay.Transport, b []byte) {
+func (e *Engine) HandlePacket(now time.Time, from netip.AddrPort, t nbma.Transport, b []byte) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	e.stats.Received++
-	if !e.isNHS(from) && !e.recvLimit.allow(now, from.Addr()) {
+	if !e.isNHS(from) && !e.recvLimit.Allow(now, from.Addr()) {
 		e.stats.Dropped[DropRateLimited]++
 		return
 	}
@@ -814,7 +814,7 @@ func (e *Engine) authOffset(p *nhrp.Packet) int {
 	return int(p.ExtensionOffset)
 }
 
-func (e *Engine) sendErrorIndication(now time.Time, to netip.AddrPort, t underlay.Transport, offending []byte, code nhrp.ErrorCode, offset int) {
+func (e *Engine) sendErrorIndication(now time.Time, to netip.AddrPort, t nbma.Transport, offending []byte, code nhrp.ErrorCode, offset int) {
 	if last, ok := e.lastEI[to.Addr()]; ok && now.Sub(last) < errorIndicationGap {
 		return
 	}

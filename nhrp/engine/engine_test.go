@@ -8,9 +8,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dmvpn/dmvpn/nbma"
 	"github.com/dmvpn/dmvpn/nhrp"
 	"github.com/dmvpn/dmvpn/nhrp/cache"
-	"github.com/dmvpn/dmvpn/underlay"
 )
 
 var (
@@ -44,7 +44,7 @@ type node struct {
 	cache *cache.Cache
 }
 
-func (n *node) SendNHRP(to netip.AddrPort, _ underlay.Transport, pkt []byte) {
+func (n *node) SendNHRP(to netip.AddrPort, _ nbma.Transport, pkt []byte) {
 	from := n.nbma
 	if pub, ok := n.w.nat[from.Addr()]; ok {
 		from = pub
@@ -95,7 +95,7 @@ func (w *wire) pump(now time.Time) {
 			}
 		}
 		if n, ok := w.nodes[dst]; ok {
-			n.eng.HandlePacket(now, f.from, underlay.TransportUDP, f.pkt)
+			n.eng.HandlePacket(now, f.from, nbma.TransportUDP, f.pkt)
 		}
 	}
 }
@@ -118,7 +118,7 @@ func hubConfig() Config {
 func spokeConfig(addr string) Config {
 	return Config{
 		Address: pfx(addr), Authentication: []byte("lab"), Unique: true,
-		NHS: []NHS{{Protocol: ad("10.0.0.1"), NBMA: ap("192.0.2.1:4754"), Transport: underlay.TransportUDP}},
+		NHS: []NHS{{Protocol: ad("10.0.0.1"), NBMA: ap("192.0.2.1:4754"), Transport: nbma.TransportUDP}},
 	}
 }
 
@@ -332,7 +332,7 @@ func TestMalformedAnsweredWithErrorIndication(t *testing.T) {
 		SrcProto: ad("10.0.0.11"), DstProto: ad("10.0.0.1"), CIEs: []nhrp.CIE{{HoldingTime: 60}},
 		Extensions: []nhrp.Extension{{Compulsory: true, Type: 0x3333}, nhrp.NewEnd()}}
 	b, _ := p.AppendEncode(nil)
-	hub.eng.HandlePacket(t0, ap("198.51.100.1:4754"), underlay.TransportUDP, b)
+	hub.eng.HandlePacket(t0, ap("198.51.100.1:4754"), nbma.TransportUDP, b)
 	if len(w.queue) != 1 {
 		t.Fatalf("%d replies", len(w.queue))
 	}
@@ -349,9 +349,9 @@ func TestMalformedAnsweredWithErrorIndication(t *testing.T) {
 	// A bad checksum is dropped silently, and garbage never crashes.
 	b[len(b)-1] ^= 0xff
 	w.queue = nil
-	hub.eng.HandlePacket(t0.Add(2*time.Second), ap("198.51.100.1:4754"), underlay.TransportUDP, b)
+	hub.eng.HandlePacket(t0.Add(2*time.Second), ap("198.51.100.1:4754"), nbma.TransportUDP, b)
 	for _, junk := range [][]byte{nil, {1}, make([]byte, 40)} {
-		hub.eng.HandlePacket(t0.Add(3*time.Second), ap("198.51.100.1:4754"), underlay.TransportUDP, junk)
+		hub.eng.HandlePacket(t0.Add(3*time.Second), ap("198.51.100.1:4754"), nbma.TransportUDP, junk)
 	}
 	if len(w.queue) != 0 {
 		t.Fatalf("answered a packet that must be dropped silently: %d", len(w.queue))

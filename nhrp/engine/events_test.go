@@ -7,8 +7,8 @@ import (
 	"time"
 
 	"github.com/dmvpn/dmvpn/events"
+	"github.com/dmvpn/dmvpn/nbma"
 	"github.com/dmvpn/dmvpn/nhrp"
-	"github.com/dmvpn/dmvpn/underlay"
 )
 
 // recorder collects a node's events (OnEvent runs under the engine's
@@ -248,7 +248,7 @@ func TestEventsShortcutExpiredDeadCleared(t *testing.T) {
 	// Dead path: installed as not direct, used, never heard from.
 	now := e.Expires.Add(time.Second)
 	s1.eng.mu.Lock()
-	s1.eng.installPeer(now, ad("10.0.0.12"), s2.nbma, underlay.TransportUDP, s2.nbma.Addr(), false, false, time.Minute, ad("10.1.2.10"))
+	s1.eng.installPeer(now, ad("10.0.0.12"), s2.nbma, nbma.TransportUDP, s2.nbma.Addr(), false, false, time.Minute, ad("10.1.2.10"))
 	s1.eng.addShortcutRoute(pfx("10.1.2.0/24"), ad("10.0.0.12"))
 	s1.eng.mu.Unlock()
 	d, _ := s1.cache.Get(ad("10.0.0.12"))
@@ -261,7 +261,7 @@ func TestEventsShortcutExpiredDeadCleared(t *testing.T) {
 	}
 
 	s1.eng.mu.Lock()
-	s1.eng.installPeer(now, ad("10.0.0.12"), s2.nbma, underlay.TransportUDP, s2.nbma.Addr(), false, true, time.Minute, ad("10.1.2.10"))
+	s1.eng.installPeer(now, ad("10.0.0.12"), s2.nbma, nbma.TransportUDP, s2.nbma.Addr(), false, true, time.Minute, ad("10.1.2.10"))
 	s1.eng.mu.Unlock()
 	s1.eng.ClearShortcuts()
 	if len(r1.evs) != 1 || r1.evs[0].Type != events.ShortcutDown || r1.evs[0].Reason != "cleared (clear nhrp)" || !r1.evs[0].Time.IsZero() {
@@ -287,7 +287,7 @@ func TestEventsReloadRemovesAndAddsNHS(t *testing.T) {
 	w.pump(t0)
 	wantEvents(t, "spoke", r.take(), "nhs-up 10.0.0.1 @192.0.2.1:4754")
 	l := liveOf(cfg)
-	l.NHS = []NHS{{Protocol: ad("10.0.0.2"), NBMA: ap("192.0.2.2:4754"), Transport: underlay.TransportUDP}}
+	l.NHS = []NHS{{Protocol: ad("10.0.0.2"), NBMA: ap("192.0.2.2:4754"), Transport: nbma.TransportUDP}}
 	now := t0.Add(time.Second)
 	if _, err := sp.eng.Reconfigure(now, l); err != nil {
 		t.Fatal(err)

@@ -13,8 +13,8 @@ import (
 	"github.com/gopacket/gopacket/layers"
 	"github.com/gopacket/gopacket/pcapgo"
 
+	"github.com/dmvpn/dmvpn/nbma"
 	"github.com/dmvpn/dmvpn/nhrp"
-	"github.com/dmvpn/dmvpn/underlay"
 )
 
 // frrCapture is FRR nhrpd 8.4's registration with a dynamic NHS, captured
@@ -63,7 +63,7 @@ func TestFRRDynamicNHSRegistrationCapture(t *testing.T) {
 		}
 		from, _ := netip.AddrFromSlice(ip4.SrcIP.To4())
 		w.log = nil
-		hub.eng.HandlePacket(t0.Add(time.Duration(n)*time.Second), netip.AddrPortFrom(from, 0), underlay.TransportGRE, g.Payload)
+		hub.eng.HandlePacket(t0.Add(time.Duration(n)*time.Second), netip.AddrPortFrom(from, 0), nbma.TransportGRE, g.Payload)
 		if len(w.queue) != 1 {
 			t.Fatalf("frame %d: %d answers", n, len(w.queue))
 		}

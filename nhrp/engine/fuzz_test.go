@@ -20,9 +20,9 @@ import (
 	"github.com/dmvpn/dmvpn/fib"
 	"github.com/dmvpn/dmvpn/internal/inet"
 	"github.com/dmvpn/dmvpn/localroute"
+	"github.com/dmvpn/dmvpn/nbma"
 	"github.com/dmvpn/dmvpn/nhrp"
 	"github.com/dmvpn/dmvpn/nhrp/cache"
-	"github.com/dmvpn/dmvpn/underlay"
 )
 
 // Bounds the fuzzed engines run with: small, so the fuzzer reaches them.
@@ -56,7 +56,7 @@ type fuzzRec struct {
 	fails int
 }
 
-func (r *fuzzRec) SendNHRP(to netip.AddrPort, _ underlay.Transport, pkt []byte) {
+func (r *fuzzRec) SendNHRP(to netip.AddrPort, _ nbma.Transport, pkt []byte) {
 	var p nhrp.Packet
 	if err := p.Decode(pkt); err != nil {
 		r.fails++
@@ -116,7 +116,7 @@ func newFuzzHarness(t *testing.T, role string, auth byte) *fuzzHarness {
 	h.c = cache.NewWithLimits(cache.Limits{MaxEntries: fuzzMaxEntries, MaxPerNBMA: fuzzMaxPerNBMA})
 	h.rt = fib.New()
 	h.rt.Add(fib.Route{Prefix: pfx("10.0.0.0/24"), Source: fib.SourceConnected})
-	cfg := Config{MTU: 1400, Holdtime: 60 * time.Second, MaxHoldtime: fuzzMaxHold, Transport: underlay.TransportGRE,
+	cfg := Config{MTU: 1400, Holdtime: 60 * time.Second, MaxHoldtime: fuzzMaxHold, Transport: nbma.TransportGRE,
 		Routes: h.rt, Unique: true, MaxReceive: Rate{Packets: 200, Interval: time.Second}, Seed: [32]byte{1}}
 	if role == "hub" {
 		cfg.Address, cfg.NBMA, cfg.Server, cfg.Redirect = pfx("10.0.0.1/24"), fuzzHub.Addr(), true, true
@@ -126,7 +126,7 @@ func newFuzzHarness(t *testing.T, role string, auth byte) *fuzzHarness {
 	} else {
 		cfg.Address, cfg.NBMA, cfg.Shortcut = pfx("10.0.0.11/24"), fuzzSpoke1.Addr(), true
 		cfg.Host = localroute.NewStatic(pfx("10.1.1.0/24"))
-		cfg.NHS = []NHS{{Protocol: ad("10.0.0.1"), NBMA: fuzzHub, Transport: underlay.TransportGRE}}
+		cfg.NHS = []NHS{{Protocol: ad("10.0.0.1"), NBMA: fuzzHub, Transport: nbma.TransportGRE}}
 		h.rt.Add(fib.Route{Prefix: pfx("10.1.0.0/16"), NextHop: ad("10.0.0.1"), Source: fib.SourceStatic})
 	}
 	switch h.auth {
@@ -272,15 +272,15 @@ func (h *fuzzHarness) step(r *fuzzReader) string {
 	switch {
 	case op < 200:
 		from := fuzzFrom[int(r.u8())%len(fuzzFrom)]
-		t := underlay.TransportGRE
+		t := nbma.TransportGRE
 		if from.Port() != 0 {
-			t = underlay.TransportUDP
+			t = nbma.TransportUDP
 		}
 		pkt, answerFrom := h.packet(r)
 		if answerFrom.IsValid() && op < 120 {
-			from, t = answerFrom, underlay.TransportGRE // from where the request went
+			from, t = answerFrom, nbma.TransportGRE // from where the request went
 			if from.Port() != 0 {
-				t = underlay.TransportUDP
+				t = nbma.TransportUDP
 			}
 		}
 		before := h.nhsState()
@@ -301,7 +301,7 @@ func (h *fuzzHarness) step(r *fuzzReader) string {
 	case op < 248:
 		h.eng.Resolve(h.now, r.proto())
 	case op < 254:
-		h.eng.Redirect(h.now, fuzzFrom[int(r.u8())%len(fuzzFrom)], underlay.TransportGRE, ipPacket(r.proto4(), r.proto4()))
+		h.eng.Redirect(h.now, fuzzFrom[int(r.u8())%len(fuzzFrom)], nbma.TransportGRE, ipPacket(r.proto4(), r.proto4()))
 	case op == 254:
 		h.eng.ClearShortcuts()
 	default:
@@ -345,11 +345,11 @@ func (h *fuzzHarness) check() string {
 	if len(e.pending) > maxPending || len(e.probes) > maxProbes || len(e.pendingByID) != len(e.pending) || len(e.probeByID) != len(e.probes) {
 		return fmt.Sprintf("tables: pending %d/%d probes %d/%d", len(e.pending), len(e.pendingByID), len(e.probes), len(e.probeByID))
 	}
-	if live := len(e.timers.sched); live > 4*(h.c.Len()+len(e.pending)+len(e.probes))+8 {
+	if live := e.timers.Live(); live > 4*(h.c.Len()+len(e.pending)+len(e.probes))+8 {
 		return fmt.Sprintf("%d live timers for %d entries", live, h.c.Len())
 	}
-	if e.timers.len() > 4096 {
-		return fmt.Sprintf("%d timers in the heap", e.timers.len())
+	if e.timers.HeapLen() > 4096 {
+		return fmt.Sprintf("%d timers in the heap", e.timers.HeapLen())
 	}
 	nhsSeen := false
 	for _, c := range h.c.All() {

@@ -1,9 +1,10 @@
 package engine
 
 import (
-	"container/heap"
 	"net/netip"
-	"time"
+
+	"github.com/dmvpn/dmvpn/internal/deadline"
+	"github.com/dmvpn/dmvpn/internal/ratelimit"
 )
 
 // DropReason says why a received NHRP packet (or one we were about to send)
@@ -87,62 +88,15 @@ func DropReasons() []DropReason {
 }
 
 // Rate is a token bucket's shape: Packets per Interval, bursting to
-// Packets.
-type Rate struct {
-	Packets  int
-	Interval time.Duration
-}
+// Packets (Config.MaxSend, Config.MaxReceive).
+type Rate = ratelimit.Rate
 
-func (r Rate) valid() bool { return r.Packets > 0 && r.Interval > 0 }
+// bucket is one token bucket (internal/ratelimit).
+type bucket = ratelimit.Bucket
 
-type bucket struct {
-	tokens float64
-	last   time.Time
-}
-
-// take refills b for now and takes one token if there is one.
-func (b *bucket) take(now time.Time, r Rate) bool {
-	if b.last.IsZero() {
-		b.tokens, b.last = float64(r.Packets), now
-	}
-	if d := now.Sub(b.last); d > 0 {
-		b.tokens = min(float64(r.Packets), b.tokens+d.Seconds()*float64(r.Packets)/r.Interval.Seconds())
-		b.last = now
-	}
-	if b.tokens < 1 {
-		return false
-	}
-	b.tokens--
-	return true
-}
-
-// maxSources bounds the per-source limiter table. When it is full it is
-// cleared: every source starts again with a full bucket, which weakens the
-// limit only for an attacker inventing source addresses faster than this
-// table turns over (the bounded control queue and the cheap per-packet cost
-// take over then).
-const maxSources = 8192
-
-// sourceLimiter is a per-NBMA-address token bucket.
-type sourceLimiter struct {
-	rate Rate
-	m    map[netip.Addr]*bucket
-}
-
-func (s *sourceLimiter) allow(now time.Time, a netip.Addr) bool {
-	if !s.rate.valid() {
-		return true
-	}
-	b := s.m[a]
-	if b == nil {
-		if len(s.m) >= maxSources {
-			clear(s.m)
-		}
-		b = &bucket{}
-		s.m[a] = b
-	}
-	return b.take(now, s.rate)
-}
+// maxSources bounds the engine's per-source tables (the receive limiter's,
+// the Error Indication limiter's).
+const maxSources = ratelimit.MaxSources
 
 // Timers. The engine keeps one heap of deadlines instead of walking its
 // state on every event; at most one live timer per (kind, address): a
@@ -163,61 +117,6 @@ type timerKey struct {
 	addr netip.Addr
 }
 
-type timer struct {
-	at time.Time
-	timerKey
-}
-
-type timerHeap []timer
-
-func (h timerHeap) Len() int           { return len(h) }
-func (h timerHeap) Less(i, j int) bool { return h[i].at.Before(h[j].at) }
-func (h timerHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
-func (h *timerHeap) Push(x any)        { *h = append(*h, x.(timer)) }
-func (h *timerHeap) Pop() any {
-	old := *h
-	t := old[len(old)-1]
-	*h = old[:len(old)-1]
-	return t
-}
-
-type timers struct {
-	h     timerHeap
-	sched map[timerKey]time.Time
-}
-
-// schedule arms (kind, addr) at at unless it is armed earlier already.
-func (t *timers) schedule(kind timerKind, addr netip.Addr, at time.Time) {
-	k := timerKey{kind, addr}
-	if cur, ok := t.sched[k]; ok && !at.Before(cur) {
-		return
-	}
-	t.sched[k] = at
-	heap.Push(&t.h, timer{at: at, timerKey: k})
-}
-
-// next returns the earliest live deadline, or zero.
-func (t *timers) next() time.Time {
-	for len(t.h) > 0 {
-		top := t.h[0]
-		if at, ok := t.sched[top.timerKey]; ok && at.Equal(top.at) {
-			return top.at
-		}
-		heap.Pop(&t.h) // superseded by an earlier one, already fired
-	}
-	return time.Time{}
-}
-
-// due pops the next live timer due at now.
-func (t *timers) due(now time.Time) (timerKey, bool) {
-	for len(t.h) > 0 && !now.Before(t.h[0].at) {
-		top := heap.Pop(&t.h).(timer)
-		if at, ok := t.sched[top.timerKey]; ok && at.Equal(top.at) {
-			delete(t.sched, top.timerKey)
-			return top.timerKey, true
-		}
-	}
-	return timerKey{}, false
-}
-
-func (t *timers) len() int { return len(t.h) }
+// timers is the engine's deadline table (internal/deadline); Schedule
+// keeps the earlier of two deadlines for one key.
+type timers = deadline.Timers[timerKey]

@@ -2,10 +2,10 @@ package engine
 
 import (
 	"fmt"
-	"net/netip"
 	"time"
 
 	"github.com/dmvpn/dmvpn/events"
+	"github.com/dmvpn/dmvpn/internal/ratelimit"
 	"github.com/dmvpn/dmvpn/nhrp"
 	"github.com/dmvpn/dmvpn/nhrp/cache"
 	"github.com/dmvpn/dmvpn/nhrp/replay"
@@ -89,7 +89,7 @@ func (e *Engine) Reconfigure(now time.Time, l Live) ([]string, error) {
 	if c.MaxReceive != l.MaxReceive {
 		note("nhrp.max-receive %d/%v (was %d/%v)", l.MaxReceive.Packets, l.MaxReceive.Interval, c.MaxReceive.Packets, c.MaxReceive.Interval)
 		c.MaxReceive = l.MaxReceive
-		e.recvLimit = sourceLimiter{rate: l.MaxReceive, m: map[netip.Addr]*bucket{}}
+		e.recvLimit = ratelimit.NewPerSource(l.MaxReceive)
 	}
 	e.setStatic(now, l.Static, note)
 	e.setNHS(now, l.NHS, note)

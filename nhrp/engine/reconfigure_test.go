@@ -5,8 +5,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dmvpn/dmvpn/nbma"
 	"github.com/dmvpn/dmvpn/nhrp/cache"
-	"github.com/dmvpn/dmvpn/underlay"
 )
 
 func liveOf(c Config) Live {
@@ -32,7 +32,7 @@ func TestReconfigureNHSAddRemoveLeavesTheRestAlone(t *testing.T) {
 	// Add hub2.
 	now := t0.Add(5 * time.Second)
 	l := liveOf(sp.eng.cfg)
-	l.NHS = append(append([]NHS(nil), l.NHS...), NHS{Protocol: ad("10.0.0.2"), NBMA: hub2.nbma, Transport: underlay.TransportUDP})
+	l.NHS = append(append([]NHS(nil), l.NHS...), NHS{Protocol: ad("10.0.0.2"), NBMA: hub2.nbma, Transport: nbma.TransportUDP})
 	changed, err := sp.eng.Reconfigure(now, l)
 	if err != nil || len(changed) != 1 || !strings.Contains(changed[0], "added 10.0.0.2") {
 		t.Fatalf("changes %q %v", changed, err)

@@ -8,9 +8,9 @@ import (
 	"time"
 
 	"github.com/dmvpn/dmvpn/events"
+	"github.com/dmvpn/dmvpn/nbma"
 	"github.com/dmvpn/dmvpn/nhrp"
 	"github.com/dmvpn/dmvpn/nhrp/cache"
-	"github.com/dmvpn/dmvpn/underlay"
 )
 
 // Registrant liveness probes. A source address proves nothing (anyone can
@@ -29,7 +29,7 @@ const (
 type probe struct {
 	addr   netip.Addr
 	ep     netip.AddrPort
-	t      underlay.Transport
+	t      nbma.Transport
 	reqID  uint32
 	tries  int
 	nextAt time.Time
@@ -137,7 +137,7 @@ func (e *Engine) handleRegistrationReply(now time.Time, from netip.AddrPort, rep
 }
 
 // handleRegistrationRequest is the NHS side of a registration.
-func (e *Engine) handleRegistrationRequest(now time.Time, from netip.AddrPort, t underlay.Transport, req *nhrp.Packet) {
+func (e *Engine) handleRegistrationRequest(now time.Time, from netip.AddrPort, t nbma.Transport, req *nhrp.Packet) {
 	if !e.cfg.Server {
 		e.drop(now, DropNotServer, from, "registration request, but we are not an NHS")
 		return
@@ -249,7 +249,7 @@ func (e *Engine) handleRegistrationRequest(now time.Time, from netip.AddrPort, t
 	e.transmit(now, from, t)
 }
 
-func (e *Engine) handlePurgeRequest(now time.Time, from netip.AddrPort, t underlay.Transport, req *nhrp.Packet) {
+func (e *Engine) handlePurgeRequest(now time.Time, from netip.AddrPort, t nbma.Transport, req *nhrp.Packet) {
 	e.stats.PurgesReceived++
 	cies := req.CIEs
 	if len(cies) > maxPurgeCIEs {
@@ -332,7 +332,7 @@ func (e *Engine) sendProbe(now time.Time, p *probe) {
 	e.transmit(now, p.ep, p.t)
 	p.tries++
 	p.nextAt = now.Add(probeEvery)
-	e.timers.schedule(timerPurgeProbe, p.addr, p.nextAt)
+	e.timers.Schedule(timerKey{timerPurgeProbe, p.addr}, p.nextAt)
 }
 
 func (e *Engine) probeTimer(now time.Time, addr netip.Addr) {
@@ -341,7 +341,7 @@ func (e *Engine) probeTimer(now time.Time, addr netip.Addr) {
 		return
 	}
 	if now.Before(p.nextAt) {
-		e.timers.schedule(timerPurgeProbe, addr, p.nextAt)
+		e.timers.Schedule(timerKey{timerPurgeProbe, addr}, p.nextAt)
 		return
 	}
 	if p.tries < probeTries {

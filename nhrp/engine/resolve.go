@@ -9,9 +9,9 @@ import (
 	"github.com/dmvpn/dmvpn/fib"
 	"github.com/dmvpn/dmvpn/gre"
 	"github.com/dmvpn/dmvpn/internal/inet"
+	"github.com/dmvpn/dmvpn/nbma"
 	"github.com/dmvpn/dmvpn/nhrp"
 	"github.com/dmvpn/dmvpn/nhrp/cache"
-	"github.com/dmvpn/dmvpn/underlay"
 )
 
 // Resolution, shortcut and redirect parameters.
@@ -50,7 +50,7 @@ type redirectKey struct {
 // (owner): it is told with a Purge Request when the mapping goes stale.
 type holder struct {
 	ep netip.AddrPort
-	t  underlay.Transport
+	t  nbma.Transport
 }
 
 // Resolve starts an NHRP resolution of target (phase 2: a next hop on the
@@ -121,7 +121,7 @@ func (e *Engine) sendResolution(now time.Time, p *pendingResolution) {
 	e.transmit(now, n.NBMA, n.Transport)
 	p.attempts++
 	p.nextAt = now.Add(retryMin << (p.attempts - 1))
-	e.timers.schedule(timerResolve, p.target, p.nextAt)
+	e.timers.Schedule(timerKey{timerResolve, p.target}, p.nextAt)
 }
 
 // selfNATCIEs is our NAT extension content: how the NHS sees us, when we
@@ -142,7 +142,7 @@ func (e *Engine) resolveTimer(now time.Time, target netip.Addr) {
 		return
 	}
 	if now.Before(p.nextAt) {
-		e.timers.schedule(timerResolve, target, p.nextAt)
+		e.timers.Schedule(timerKey{timerResolve, target}, p.nextAt)
 		return
 	}
 	if p.attempts >= resolveTries {
@@ -165,7 +165,7 @@ func (e *Engine) shortcutProbeTimer(now time.Time, peer netip.Addr) {
 		if !at.After(now) {
 			at = now.Add(time.Second)
 		}
-		e.timers.schedule(timerShortcutProbe, peer, at)
+		e.timers.Schedule(timerKey{timerShortcutProbe, peer}, at)
 		return
 	}
 	e.rlog.Warn(now, "direct path passes no traffic, falling back to the hub", "peer", c.Protocol, "nbma", c.NBMA)
@@ -184,13 +184,13 @@ func (e *Engine) shortcutRefreshTimer(now time.Time, peer netip.Addr) {
 	}
 	at := c.Expires.Add(-c.HoldingTime / 3)
 	if now.Before(at) {
-		e.timers.schedule(timerShortcutRefresh, peer, at)
+		e.timers.Schedule(timerKey{timerShortcutRefresh, peer}, at)
 		return
 	}
 	if !c.Used.Load() {
 		// Idle so far; if it gets used before it expires, refresh then.
 		if next := now.Add(max(c.Expires.Sub(now)/4, time.Second)); next.Before(c.Expires) {
-			e.timers.schedule(timerShortcutRefresh, peer, next)
+			e.timers.Schedule(timerKey{timerShortcutRefresh, peer}, next)
 		}
 		return
 	}
@@ -297,7 +297,7 @@ func (e *Engine) ownedPrefix(target netip.Addr) (netip.Prefix, bool) {
 	return p, true
 }
 
-func (e *Engine) handleResolutionRequest(now time.Time, from netip.AddrPort, t underlay.Transport, req *nhrp.Packet) {
+func (e *Engine) handleResolutionRequest(now time.Time, from netip.AddrPort, t nbma.Transport, req *nhrp.Packet) {
 	if x := req.Extension(nhrp.ExtForwardTransitNHS); x != nil {
 		for _, c := range x.CIEs {
 			if c.Protocol == e.self() {
@@ -418,7 +418,7 @@ func (e *Engine) addHolder(owner netip.Addr, h holder) {
 }
 
 // negativeReply answers a request we can neither answer nor forward.
-func (e *Engine) negativeReply(now time.Time, from netip.AddrPort, t underlay.Transport, req *nhrp.Packet) {
+func (e *Engine) negativeReply(now time.Time, from netip.AddrPort, t nbma.Transport, req *nhrp.Packet) {
 	rep := e.copyForForward(req)
 	rep.Type = nhrp.TypeResolutionReply
 	rep.HopCount = hopCount
@@ -454,7 +454,7 @@ func (e *Engine) reauth(p *nhrp.Packet) {
 
 // answerResolution replies to a request for something we own, and learns
 // the requester on the way when we may.
-func (e *Engine) answerResolution(now time.Time, from netip.AddrPort, t underlay.Transport, req *nhrp.Packet, prefix netip.Prefix) {
+func (e *Engine) answerResolution(now time.Time, from netip.AddrPort, t nbma.Transport, req *nhrp.Packet, prefix netip.Prefix) {
 	// Where is the requester? Behind NAT (the NHS told us in the NAT
 	// extension), or at the NBMA address it claims.
 	natAddr := natAddress(req, req.SrcProto, req.SrcNBMA)
@@ -526,16 +526,16 @@ func natAddress(p *nhrp.Packet, proto, claimed netip.Addr) netip.Addr {
 // packet came from when it came straight from the peer (that works, NAT or
 // not); its public address over GRE-in-UDP when it is behind NAT; else its
 // claimed address over our own transport (GRE-in-UDP on the standard port).
-func (e *Engine) reachAt(direct bool, from netip.AddrPort, t underlay.Transport, natAddr, claimed netip.Addr) (netip.AddrPort, underlay.Transport) {
+func (e *Engine) reachAt(direct bool, from netip.AddrPort, t nbma.Transport, natAddr, claimed netip.Addr) (netip.AddrPort, nbma.Transport) {
 	switch {
 	case direct:
 		return from, t
 	case natAddr.IsValid():
-		return netip.AddrPortFrom(natAddr, gre.UDPPort), underlay.TransportUDP
-	case e.cfg.Transport == underlay.TransportUDP:
-		return netip.AddrPortFrom(claimed, gre.UDPPort), underlay.TransportUDP
+		return netip.AddrPortFrom(natAddr, gre.UDPPort), nbma.TransportUDP
+	case e.cfg.Transport == nbma.TransportUDP:
+		return netip.AddrPortFrom(claimed, gre.UDPPort), nbma.TransportUDP
 	}
-	return netip.AddrPortFrom(claimed, 0), underlay.TransportGRE
+	return netip.AddrPortFrom(claimed, 0), nbma.TransportGRE
 }
 
 func (e *Engine) upNHS() *nhsState {
@@ -553,7 +553,7 @@ func (e *Engine) upNHS() *nhsState {
 // installPeer adds a resolved mapping, unless a configured or registered
 // one exists for the address. It reports whether the mapping is in the
 // cache.
-func (e *Engine) installPeer(now time.Time, proto netip.Addr, ep netip.AddrPort, t underlay.Transport, claimed netip.Addr, nat, direct bool, hold time.Duration, target netip.Addr) bool {
+func (e *Engine) installPeer(now time.Time, proto netip.Addr, ep netip.AddrPort, t nbma.Transport, claimed netip.Addr, nat, direct bool, hold time.Duration, target netip.Addr) bool {
 	old, existed := e.cache.Get(proto)
 	if existed && (old.Type == cache.Static || old.Type == cache.Dynamic) {
 		return false
@@ -584,10 +584,10 @@ func (e *Engine) installPeer(now time.Time, proto netip.Addr, ep netip.AddrPort,
 		return false
 	}
 	if !entry.Direct {
-		e.timers.schedule(timerShortcutProbe, proto, entry.Created.Add(probeTimeout))
+		e.timers.Schedule(timerKey{timerShortcutProbe, proto}, entry.Created.Add(probeTimeout))
 	}
 	if entry.Target.IsValid() {
-		e.timers.schedule(timerShortcutRefresh, proto, entry.Expires.Add(-hold/3))
+		e.timers.Schedule(timerKey{timerShortcutRefresh, proto}, entry.Expires.Add(-hold/3))
 	}
 	return true
 }
@@ -599,7 +599,7 @@ func (e *Engine) answerFrom(from netip.AddrPort, c *nhrp.CIE, natAddr netip.Addr
 	return e.isNHS(from) || from.Addr() == c.NBMA || (natAddr.IsValid() && from.Addr() == natAddr)
 }
 
-func (e *Engine) handleResolutionReply(now time.Time, from netip.AddrPort, t underlay.Transport, rep *nhrp.Packet) {
+func (e *Engine) handleResolutionReply(now time.Time, from netip.AddrPort, t nbma.Transport, rep *nhrp.Packet) {
 	if rep.SrcProto != e.self() {
 		e.forwardReply(now, from, rep)
 		return
@@ -767,7 +767,7 @@ func (e *Engine) handleTrafficIndication(now time.Time, from netip.AddrPort, ti 
 // tunnel peer to another: it sends the source a Traffic Indication so it
 // resolves the destination and goes direct. Rate-limited per (source,
 // destination).
-func (e *Engine) Redirect(now time.Time, from netip.AddrPort, t underlay.Transport, pkt []byte) {
+func (e *Engine) Redirect(now time.Time, from netip.AddrPort, t nbma.Transport, pkt []byte) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if !e.cfg.Redirect {
@@ -787,7 +787,7 @@ func (e *Engine) Redirect(now time.Time, from netip.AddrPort, t underlay.Transpo
 		b = &bucket{}
 		e.redirects[k] = b
 	}
-	if !b.take(now, Rate{Packets: redirectBurst, Interval: redirectEvery}) {
+	if !b.Take(now, Rate{Packets: redirectBurst, Interval: redirectEvery}) {
 		return
 	}
 	ti := e.newPacket(nhrp.TypeTrafficIndication, src)
@@ -810,7 +810,7 @@ func (e *Engine) purgeHolders(now time.Time, owner netip.Addr, prefixLen uint8) 
 	}
 }
 
-func (e *Engine) sendPurge(now time.Time, to netip.AddrPort, t underlay.Transport, addr netip.Addr, prefixLen uint8, noReply bool) {
+func (e *Engine) sendPurge(now time.Time, to netip.AddrPort, t nbma.Transport, addr netip.Addr, prefixLen uint8, noReply bool) {
 	p := e.newPacket(nhrp.TypePurgeRequest, addr)
 	if noReply {
 		p.Flags = nhrp.FlagPurgeN

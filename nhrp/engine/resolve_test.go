@@ -6,9 +6,9 @@ import (
 
 	"github.com/dmvpn/dmvpn/fib"
 	"github.com/dmvpn/dmvpn/localroute"
+	"github.com/dmvpn/dmvpn/nbma"
 	"github.com/dmvpn/dmvpn/nhrp"
 	"github.com/dmvpn/dmvpn/nhrp/cache"
-	"github.com/dmvpn/dmvpn/underlay"
 )
 
 // phase3 builds hub + two spokes on the wire with the routes phase 3 uses.
@@ -20,15 +20,15 @@ func phase3(t *testing.T) (w *wire, hub, s1, s2 *node) {
 	hcfg.Routes.Add(fib.Route{Prefix: pfx("10.1.2.0/24"), NextHop: ad("10.0.0.12"), Source: fib.SourceStatic})
 	hcfg.Routes.Add(fib.Route{Prefix: pfx("10.1.1.0/24"), NextHop: ad("10.0.0.11"), Source: fib.SourceStatic})
 	hub = w.add(ap("192.0.2.1:4754"), hcfg)
-	spoke := func(addr, lan string, nbma string) *node {
+	spoke := func(addr, lan string, nbmaAddr string) *node {
 		c := spokeConfig(addr)
 		c.Shortcut = true
-		c.Transport = underlay.TransportUDP
+		c.Transport = nbma.TransportUDP
 		c.Routes = fib.New()
 		c.Routes.Add(fib.Route{Prefix: pfx("10.0.0.0/24"), Source: fib.SourceConnected})
 		c.Routes.Add(fib.Route{Prefix: pfx("10.1.0.0/16"), NextHop: ad("10.0.0.1"), Source: fib.SourceStatic})
 		c.Host = localroute.NewStatic(pfx(lan))
-		return w.add(ap(nbma), c)
+		return w.add(ap(nbmaAddr), c)
 	}
 	s1 = spoke("10.0.0.11/24", "10.1.1.0/24", "198.51.100.1:4754")
 	s2 = spoke("10.0.0.12/24", "10.1.2.0/24", "198.51.100.65:4754")
@@ -45,7 +45,7 @@ func TestRedirectResolveShortcut(t *testing.T) {
 	pkt[0] = 0x45
 	copy(pkt[12:], ad("10.1.1.10").AsSlice())
 	copy(pkt[16:], ad("10.1.2.10").AsSlice())
-	hub.eng.Redirect(t0, s1.nbma, underlay.TransportUDP, pkt)
+	hub.eng.Redirect(t0, s1.nbma, nbma.TransportUDP, pkt)
 	w.pump(t0)
 	r, ok := s1.eng.cfg.Routes.Lookup(ad("10.1.2.10"))
 	if !ok || r.Source != fib.SourceNHRP || r.Prefix != pfx("10.1.2.0/24") || r.NextHop != ad("10.0.0.12") {
@@ -59,12 +59,12 @@ func TestRedirectResolveShortcut(t *testing.T) {
 	}
 	// Rate limit: 4 indications per (source, destination), then quiet.
 	for i := 0; i < 10; i++ {
-		hub.eng.Redirect(t0, s1.nbma, underlay.TransportUDP, pkt)
+		hub.eng.Redirect(t0, s1.nbma, nbma.TransportUDP, pkt)
 	}
 	if got := hub.eng.Stats().RedirectsSent; got != 4 {
 		t.Fatalf("%d redirects sent, want 4 (rate limit)", got)
 	}
-	hub.eng.Redirect(t0.Add(2*time.Second), s1.nbma, underlay.TransportUDP, pkt)
+	hub.eng.Redirect(t0.Add(2*time.Second), s1.nbma, nbma.TransportUDP, pkt)
 	if got := hub.eng.Stats().RedirectsSent; got != 5 {
 		t.Fatalf("%d redirects sent after tokens refilled, want 5", got)
 	}
@@ -91,7 +91,7 @@ func TestResolutionLoopAndHopCount(t *testing.T) {
 	req.Extensions = []nhrp.Extension{nhrp.NewCIEExtension(nhrp.ExtForwardTransitNHS, nhrp.SelfCIE(ad("192.0.2.1"), ad("10.0.0.1"), 1400, 60)), auth, nhrp.NewEnd()}
 	b, _ := req.AppendEncode(nil)
 	w.queue = nil
-	hub.eng.HandlePacket(t0, ap("198.51.100.1:4754"), underlay.TransportUDP, b)
+	hub.eng.HandlePacket(t0, ap("198.51.100.1:4754"), nbma.TransportUDP, b)
 	var ei nhrp.Packet
 	if len(w.queue) != 1 || ei.Decode(w.queue[0].pkt) != nil || ei.Type != nhrp.TypeErrorIndication || ei.Code != uint16(nhrp.ErrLoopDetected) {
 		t.Fatalf("loop: got %d packets, %v code %d", len(w.queue), ei.Type, ei.Code)
@@ -101,7 +101,7 @@ func TestResolutionLoopAndHopCount(t *testing.T) {
 	req.HopCount = 1
 	b, _ = req.AppendEncode(nil)
 	w.queue = nil
-	hub.eng.HandlePacket(t0.Add(2*time.Second), ap("198.51.100.1:4754"), underlay.TransportUDP, b)
+	hub.eng.HandlePacket(t0.Add(2*time.Second), ap("198.51.100.1:4754"), nbma.TransportUDP, b)
 	if len(w.queue) != 1 || ei.Decode(w.queue[0].pkt) != nil || ei.Code != uint16(nhrp.ErrHopCountExceeded) {
 		t.Fatalf("hop count: %d packets, code %d", len(w.queue), ei.Code)
 	}
@@ -110,7 +110,7 @@ func TestResolutionLoopAndHopCount(t *testing.T) {
 	req.DstProto = ad("10.9.9.9")
 	b, _ = req.AppendEncode(nil)
 	w.queue = nil
-	hub.eng.HandlePacket(t0.Add(4*time.Second), ap("198.51.100.1:4754"), underlay.TransportUDP, b)
+	hub.eng.HandlePacket(t0.Add(4*time.Second), ap("198.51.100.1:4754"), nbma.TransportUDP, b)
 	var rep nhrp.Packet
 	if len(w.queue) != 1 || rep.Decode(w.queue[0].pkt) != nil || rep.Type != nhrp.TypeResolutionReply || rep.CIEs[0].Code != nhrp.CodeNoBindingExists {
 		t.Fatalf("negative reply: %+v", rep)
@@ -148,7 +148,7 @@ func TestDeadShortcutFallsBack(t *testing.T) {
 	pkt[0] = 0x45
 	copy(pkt[12:], ad("10.1.1.10").AsSlice())
 	copy(pkt[16:], ad("10.1.2.10").AsSlice())
-	hub.eng.Redirect(t0, s1.nbma, underlay.TransportUDP, pkt)
+	hub.eng.Redirect(t0, s1.nbma, nbma.TransportUDP, pkt)
 	w.pump(t0)
 	// The owner's direct answer was lost; the request times out and the
 	// destination is remembered as negative: traffic stays on the hub.
@@ -170,7 +170,7 @@ func TestDeadShortcutFallsBack(t *testing.T) {
 	w.drop = nil
 	s1.eng.ClearShortcuts()
 	s1.eng.mu.Lock()
-	s1.eng.installPeer(now, ad("10.0.0.12"), s2.nbma, underlay.TransportUDP, s2.nbma.Addr(), false, false, time.Minute, ad("10.1.2.10"))
+	s1.eng.installPeer(now, ad("10.0.0.12"), s2.nbma, nbma.TransportUDP, s2.nbma.Addr(), false, false, time.Minute, ad("10.1.2.10"))
 	s1.eng.addShortcutRoute(pfx("10.1.2.0/24"), ad("10.0.0.12"))
 	s1.eng.mu.Unlock()
 	e, _ := s1.cache.Get(ad("10.0.0.12"))

@@ -7,9 +7,10 @@ import (
 	"time"
 
 	"github.com/dmvpn/dmvpn/fib"
+	"github.com/dmvpn/dmvpn/internal/ratelimit"
+	"github.com/dmvpn/dmvpn/nbma"
 	"github.com/dmvpn/dmvpn/nhrp"
 	"github.com/dmvpn/dmvpn/nhrp/cache"
-	"github.com/dmvpn/dmvpn/underlay"
 )
 
 // The attacker of these tests knows the tunnel's secret ("lab") and can put
@@ -97,7 +98,7 @@ func (w *wire) sentTo(to netip.AddrPort) int {
 func redirect(t *testing.T, w *wire, s1 *node) {
 	t.Helper()
 	hub := w.nodes[ad("192.0.2.1")]
-	hub.eng.Redirect(t0, s1.nbma, underlay.TransportUDP, ipPacket("10.1.1.10", "10.1.2.10"))
+	hub.eng.Redirect(t0, s1.nbma, nbma.TransportUDP, ipPacket("10.1.1.10", "10.1.2.10"))
 	w.pump(t0)
 }
 
@@ -300,7 +301,7 @@ func TestResolutionFloodCreatesNoState(t *testing.T) {
 func TestPerSourceReceiveLimit(t *testing.T) {
 	w, hub, _, _ := phase3(t)
 	hub.eng.cfg.MaxReceive = Rate{Packets: 10, Interval: time.Second}
-	hub.eng.recvLimit.rate = hub.eng.cfg.MaxReceive
+	hub.eng.recvLimit = ratelimit.NewPerSource(hub.eng.cfg.MaxReceive)
 	for i := 0; i < 50; i++ {
 		w.inject(attacker, hub.nbma, forge(t, regRequest(ad("10.0.0.99"), ad("10.0.0.1"), attacker.Addr(), 60, 1)))
 	}
@@ -393,7 +394,7 @@ func TestShortcutForAStaticPrefixWinsAndDoesNotLoop(t *testing.T) {
 	}
 	n := w.sent(nhrp.TypeResolutionRequest)
 	for i := 0; i < 10; i++ {
-		w.nodes[ad("192.0.2.1")].eng.Redirect(t0.Add(time.Duration(i)*10*time.Second), s1.nbma, underlay.TransportUDP, ipPacket("10.1.1.10", "10.1.2.10"))
+		w.nodes[ad("192.0.2.1")].eng.Redirect(t0.Add(time.Duration(i)*10*time.Second), s1.nbma, nbma.TransportUDP, ipPacket("10.1.1.10", "10.1.2.10"))
 		w.pump(t0)
 	}
 	if got := w.sent(nhrp.TypeResolutionRequest); got != n {

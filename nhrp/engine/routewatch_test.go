@@ -9,9 +9,9 @@ import (
 
 	"github.com/dmvpn/dmvpn/events"
 	"github.com/dmvpn/dmvpn/fib"
+	"github.com/dmvpn/dmvpn/nbma"
 	"github.com/dmvpn/dmvpn/nhrp"
 	"github.com/dmvpn/dmvpn/nhrp/cache"
-	"github.com/dmvpn/dmvpn/underlay"
 )
 
 // shortcutUnderSummary is phase 3 with spoke1 holding the shortcut
@@ -25,7 +25,7 @@ func shortcutUnderSummary(t *testing.T) (w *wire, s1, s2 *node, evs *[]events.Ev
 	pkt[0] = 0x45
 	copy(pkt[12:], ad("10.1.1.10").AsSlice())
 	copy(pkt[16:], ad("10.1.2.10").AsSlice())
-	hub.eng.Redirect(t0, s1.nbma, underlay.TransportUDP, pkt)
+	hub.eng.Redirect(t0, s1.nbma, nbma.TransportUDP, pkt)
 	w.pump(t0)
 	if r, ok := s1.eng.cfg.Routes.Lookup(ad("10.1.2.10")); !ok || r.Source != fib.SourceNHRP || r.Prefix != pfx("10.1.2.0/24") {
 		t.Fatalf("no shortcut to start with: %+v %v", r, ok)
@@ -176,7 +176,7 @@ func TestRouteWatchOneOfSeveral(t *testing.T) {
 	rt := s1.eng.cfg.Routes
 	rt.Add(fib.Route{Prefix: pfx("10.2.0.0/16"), NextHop: ad("10.0.0.1"), Source: fib.SourceBGP})
 	s1.eng.mu.Lock()
-	s1.eng.installPeer(now, ad("10.0.0.12"), s2.nbma, underlay.TransportUDP, s2.nbma.Addr(), false, true, time.Minute, ad("10.2.0.10"))
+	s1.eng.installPeer(now, ad("10.0.0.12"), s2.nbma, nbma.TransportUDP, s2.nbma.Addr(), false, true, time.Minute, ad("10.2.0.10"))
 	s1.eng.addShortcutRoute(pfx("10.2.0.0/24"), ad("10.0.0.12"))
 	s1.eng.mu.Unlock()
 	checkWatchIndex(t, s1.eng)
@@ -227,7 +227,7 @@ func BenchmarkRouteWatch(b *testing.B) {
 			c := cache.NewWithLimits(cache.Limits{MaxEntries: n + 16, MaxPerNBMA: n + 16})
 			e, err := New(Config{Address: pfx("100.64.0.11/16"), NBMA: ad("198.51.100.1"), MTU: 1400, Holdtime: 600 * time.Second,
 				Shortcut: true, Routes: rt, Seed: [32]byte{7},
-				NHS: []NHS{{Protocol: ad("100.64.0.1"), NBMA: ap("192.0.2.1:0"), Transport: underlay.TransportGRE}}},
+				NHS: []NHS{{Protocol: ad("100.64.0.1"), NBMA: ap("192.0.2.1:0"), Transport: nbma.TransportGRE}}},
 				c, &nopSender{}, quiet())
 			if err != nil {
 				b.Fatal(err)
@@ -239,7 +239,7 @@ func BenchmarkRouteWatch(b *testing.B) {
 				prefixes[i] = netip.PrefixFrom(netip.AddrFrom4([4]byte{10, byte(i >> 8), byte(i), 0}), 24)
 				target := prefixes[i].Addr().Next()
 				ep := netip.AddrPortFrom(netip.AddrFrom4([4]byte{203, 0, byte(1 + i/maxShortcutsPerOwner), byte(2 + i%maxShortcutsPerOwner)}), 0)
-				if !e.installPeer(t0, owner, ep, underlay.TransportGRE, ep.Addr(), false, true, 600*time.Second, target) ||
+				if !e.installPeer(t0, owner, ep, nbma.TransportGRE, ep.Addr(), false, true, 600*time.Second, target) ||
 					!e.addShortcutRoute(prefixes[i], owner) {
 					b.Fatalf("shortcut %d not installed", i)
 				}

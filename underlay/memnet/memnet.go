@@ -35,6 +35,7 @@ import (
 	"time"
 
 	"github.com/dmvpn/dmvpn/clock"
+	"github.com/dmvpn/dmvpn/nbma"
 	"github.com/dmvpn/dmvpn/underlay"
 )
 
@@ -129,7 +130,7 @@ type netCounters struct {
 // It runs without the Network's lock, possibly concurrently for datagrams
 // from different senders; it may change pkt in place (to corrupt it) but
 // must not keep it.
-type FilterFunc func(from, to netip.AddrPort, t underlay.Transport, pkt []byte) bool
+type FilterFunc func(from, to netip.AddrPort, t nbma.Transport, pkt []byte) bool
 
 // Network is an in-memory NBMA network. All methods are safe for concurrent
 // use and may be called at any time.
@@ -151,7 +152,7 @@ type Network struct {
 }
 
 type endpoint struct {
-	t  underlay.Transport
+	t  nbma.Transport
 	ap netip.AddrPort
 }
 
@@ -269,7 +270,7 @@ func (n *Network) Stats() Stats {
 // Listen attaches a host endpoint to the network. For TransportGRE addr's
 // port must be 0; for TransportUDP port 0 picks a free port. The address
 // must be a specific IPv4 or IPv6 address.
-func (n *Network) Listen(addr netip.AddrPort, t underlay.Transport) (underlay.Conn, error) {
+func (n *Network) Listen(addr netip.AddrPort, t nbma.Transport) (underlay.Conn, error) {
 	c, err := n.listen(addr, t)
 	if err != nil {
 		return nil, err
@@ -279,28 +280,28 @@ func (n *Network) Listen(addr netip.AddrPort, t underlay.Transport) (underlay.Co
 
 // ListenConn is Listen returning the concrete type, for tests that want
 // Stats or Pending without a type assertion.
-func (n *Network) ListenConn(addr netip.AddrPort, t underlay.Transport) (*Conn, error) {
+func (n *Network) ListenConn(addr netip.AddrPort, t nbma.Transport) (*Conn, error) {
 	return n.listen(addr, t)
 }
 
-func (n *Network) listen(addr netip.AddrPort, t underlay.Transport) (*Conn, error) {
+func (n *Network) listen(addr netip.AddrPort, t nbma.Transport) (*Conn, error) {
 	a := addr.Addr().Unmap()
 	if !a.IsValid() || a.IsUnspecified() {
 		return nil, fmt.Errorf("memnet: listen on %v: need a specific address", addr)
 	}
 	switch t {
-	case underlay.TransportGRE:
+	case nbma.TransportGRE:
 		if addr.Port() != 0 {
 			return nil, fmt.Errorf("memnet: listen on %v: raw GRE has no port", addr)
 		}
-	case underlay.TransportUDP:
+	case nbma.TransportUDP:
 	default:
 		return nil, fmt.Errorf("memnet: listen on %v: unknown transport %v", addr, t)
 	}
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	ap := netip.AddrPortFrom(a, addr.Port())
-	if t == underlay.TransportUDP && ap.Port() == 0 {
+	if t == nbma.TransportUDP && ap.Port() == 0 {
 		for p := firstEphemeralPort; ; p++ {
 			if p > 65535 {
 				return nil, fmt.Errorf("memnet: listen on %v: no free port", addr)
@@ -490,7 +491,7 @@ func (n *Network) send(c *Conn, dst netip.AddrPort, p *packet) {
 
 // route applies source and destination NAT to a datagram from src to dst.
 // It returns the source the receiver will see and the real destination.
-func (n *Network) route(t underlay.Transport, src, dst netip.AddrPort) (from, to netip.AddrPort, ok bool) {
+func (n *Network) route(t nbma.Transport, src, dst netip.AddrPort) (from, to netip.AddrPort, ok bool) {
 	from, to = src, dst
 	sbox := n.natInside(src.Addr())
 	if sbox != nil && !sbox.inside.Contains(dst.Addr()) {
@@ -617,7 +618,7 @@ func (n *Network) putPacket(p *packet) {
 // underlay.StatsConn.
 type Conn struct {
 	net   *Network
-	t     underlay.Transport
+	t     nbma.Transport
 	local netip.AddrPort
 
 	mu     sync.Mutex
@@ -723,7 +724,7 @@ func (c *Conn) dest(p netip.AddrPort) (netip.AddrPort, bool) {
 	if !a.IsValid() || a.IsUnspecified() {
 		return netip.AddrPort{}, false
 	}
-	if c.t == underlay.TransportGRE {
+	if c.t == nbma.TransportGRE {
 		return netip.AddrPortFrom(a, 0), true
 	}
 	if p.Port() == 0 {
@@ -736,7 +737,7 @@ func (c *Conn) dest(p netip.AddrPort) (netip.AddrPort, bool) {
 func (c *Conn) BatchSize() int { return BatchSize }
 
 // Transport implements underlay.Conn.
-func (c *Conn) Transport() underlay.Transport { return c.t }
+func (c *Conn) Transport() nbma.Transport { return c.t }
 
 // LocalAddr implements underlay.Conn: the host's real address (port 0 for
 // raw GRE), not what a NAT turns it into.
@@ -826,8 +827,8 @@ func newNATBox(inside netip.Prefix, public netip.Addr, mode NATMode) *natBox {
 var errNoPorts = errors.New("memnet: NAT out of ports")
 
 // outbound translates the source of a datagram leaving the inside.
-func (b *natBox) outbound(t underlay.Transport, src, dst netip.AddrPort) (netip.AddrPort, bool) {
-	if t == underlay.TransportGRE {
+func (b *natBox) outbound(t nbma.Transport, src, dst netip.AddrPort) (netip.AddrPort, bool) {
+	if t == nbma.TransportGRE {
 		if b.mode != NATModePermissive {
 			return netip.AddrPort{}, false
 		}
@@ -872,8 +873,8 @@ func (b *natBox) freePort(want uint16) (uint16, error) {
 
 // inbound translates a datagram sent to the public address back to the
 // inside host it answers, if any.
-func (b *natBox) inbound(t underlay.Transport, from, dst netip.AddrPort) (netip.AddrPort, bool) {
-	if t == underlay.TransportGRE {
+func (b *natBox) inbound(t nbma.Transport, from, dst netip.AddrPort) (netip.AddrPort, bool) {
+	if t == nbma.TransportGRE {
 		if b.mode != NATModePermissive {
 			return netip.AddrPort{}, false
 		}

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/dmvpn/dmvpn/clock"
+	"github.com/dmvpn/dmvpn/nbma"
 	"github.com/dmvpn/dmvpn/underlay"
 	"go.uber.org/goleak"
 )
@@ -18,8 +19,8 @@ import (
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 const (
-	gre = underlay.TransportGRE
-	udp = underlay.TransportUDP
+	gre = nbma.TransportGRE
+	udp = nbma.TransportUDP
 
 	headroom = 8
 	timeout  = 5 * time.Second
@@ -42,7 +43,7 @@ func newNet(t *testing.T) (*Network, *clock.Fake) {
 
 func ap(a netip.Addr, port uint16) netip.AddrPort { return netip.AddrPortFrom(a, port) }
 
-func listen(t *testing.T, n *Network, a netip.AddrPort, tr underlay.Transport) *Conn {
+func listen(t *testing.T, n *Network, a netip.AddrPort, tr nbma.Transport) *Conn {
 	t.Helper()
 	c, err := n.ListenConn(a, tr)
 	if err != nil {
@@ -123,7 +124,7 @@ func expect(t *testing.T, c *Conn, w []got) {
 func TestDelivery(t *testing.T) {
 	tests := []struct {
 		name      string
-		tr        underlay.Transport
+		tr        nbma.Transport
 		from, to  netip.AddrPort
 		peer      netip.AddrPort // what the sender writes to
 		wantPeer  netip.AddrPort // what the receiver sees
@@ -401,7 +402,7 @@ func TestFilter(t *testing.T) {
 	b := listen(t, n, ap(hub, 4754), udp)
 	var mu sync.Mutex
 	var seen []string
-	n.SetFilter(func(from, to netip.AddrPort, tr underlay.Transport, pkt []byte) bool {
+	n.SetFilter(func(from, to netip.AddrPort, tr nbma.Transport, pkt []byte) bool {
 		mu.Lock()
 		defer mu.Unlock()
 		seen = append(seen, fmt.Sprintf("%v>%v %v %s", from, to, tr, pkt))
@@ -593,7 +594,7 @@ func TestListen(t *testing.T) {
 	listen(t, n, ap(hub, 4754), udp)
 	for _, tc := range []struct {
 		a  netip.AddrPort
-		tr underlay.Transport
+		tr nbma.Transport
 	}{
 		{ap(hub, 0), gre},
 		{ap(hub, 4754), udp},
