@@ -10,8 +10,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
+
+	"github.com/dmvpn/dmvpn/internal/promtest"
 )
 
 // metricsProvider is fakeProvider with a Prometheus registry.
@@ -59,8 +59,7 @@ func TestMetricsRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	parser := expfmt.NewTextParser(model.UTF8Validation)
-	mfs, err := parser.TextToMetricFamilies(strings.NewReader(string(raw)))
+	mfs, err := promtest.Parse(raw)
 	if err != nil {
 		t.Fatalf("%v:\n%s", err, raw)
 	}

@@ -21,9 +21,8 @@ import (
 	"time"
 
 	dto "github.com/prometheus/client_model/go"
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
 
+	"github.com/dmvpn/dmvpn/internal/promtest"
 	"github.com/dmvpn/dmvpn/internal/testenv"
 	"github.com/dmvpn/dmvpn/lab"
 )
@@ -31,12 +30,6 @@ import (
 // metricsListen is where the hub serves /metrics, on its namespace's
 // loopback.
 const metricsListen = "127.0.0.1:9273"
-
-// families parses a text exposition.
-func families(text []byte) (map[string]*dto.MetricFamily, error) {
-	p := expfmt.NewTextParser(model.UTF8Validation)
-	return p.TextToMetricFamilies(strings.NewReader(string(text)))
-}
 
 // metricsOf runs `dmvpn show metrics -c <node>.yaml` and parses it.
 func (e *env) metricsOf(node string) map[string]*dto.MetricFamily {
@@ -47,45 +40,16 @@ func (e *env) metricsOf(node string) map[string]*dto.MetricFamily {
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	mfs, err := families(out)
+	mfs, err := promtest.Parse(out)
 	if err != nil {
 		e.t.Fatalf("dmvpn show metrics on %s does not parse: %v\n%s", node, err, out)
 	}
 	return mfs
 }
 
-// metric returns the value of family name's series with exactly labels
-// (name, value pairs), and whether there is one.
-func metric(mfs map[string]*dto.MetricFamily, name string, labels ...string) (float64, bool) {
-	want := map[string]string{}
-	for i := 0; i+1 < len(labels); i += 2 {
-		want[labels[i]] = labels[i+1]
-	}
-next:
-	for _, m := range mfs[name].GetMetric() {
-		if len(m.GetLabel()) != len(want) {
-			continue
-		}
-		for _, l := range m.GetLabel() {
-			if v, ok := want[l.GetName()]; !ok || v != l.GetValue() {
-				continue next
-			}
-		}
-		switch {
-		case m.Counter != nil:
-			return m.GetCounter().GetValue(), true
-		case m.Gauge != nil:
-			return m.GetGauge().GetValue(), true
-		case m.Histogram != nil:
-			return float64(m.GetHistogram().GetSampleCount()), true
-		}
-	}
-	return 0, false
-}
-
 func mustMetric(t *testing.T, node string, mfs map[string]*dto.MetricFamily, name string, labels ...string) float64 {
 	t.Helper()
-	v, ok := metric(mfs, name, labels...)
+	v, ok := promtest.Value(mfs, name, labels...)
 	if !ok {
 		t.Fatalf("%s: no series %s%v", node, name, labels)
 	}
@@ -179,7 +143,7 @@ func TestMetricsLab(t *testing.T) {
 				for _, l := range m.GetLabel() {
 					labels = append(labels, l.GetName(), l.GetValue())
 				}
-				if a, ok := metric(after[n], name, labels...); !ok || a < m.GetCounter().GetValue() {
+				if a, ok := promtest.Value(after[n], name, labels...); !ok || a < m.GetCounter().GetValue() {
 					t.Errorf("%s: %s%v went from %v to %v (present: %v)", n, name, labels, m.GetCounter().GetValue(), a, ok)
 				}
 			}
@@ -228,11 +192,11 @@ func TestMetricsLab(t *testing.T) {
 	if err != nil {
 		t.Fatalf("metrics.listen %s on the hub: %v", metricsListen, err)
 	}
-	scraped, err := families(body)
+	scraped, err := promtest.Parse(body)
 	if err != nil {
 		t.Fatalf("/metrics does not parse: %v\n%s", err, body)
 	}
-	if v, ok := metric(scraped, "dmvpn_info", "node", lab.Hub, "role", "hub", "transport", "gre"); !ok || v != 1 {
+	if v, ok := promtest.Value(scraped, "dmvpn_info", "node", lab.Hub, "role", "hub", "transport", "gre"); !ok || v != 1 {
 		t.Errorf("/metrics: dmvpn_info %v %v", v, ok)
 	}
 	shown := mustMetric(t, lab.Hub, hub, "dmvpn_dataplane_hairpinned_packets_total")

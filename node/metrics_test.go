@@ -10,10 +10,9 @@ import (
 	"time"
 
 	dto "github.com/prometheus/client_model/go"
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
 
 	"github.com/dmvpn/dmvpn/config"
+	"github.com/dmvpn/dmvpn/internal/promtest"
 )
 
 // scrape gathers n's registry (the one /v1/metrics and metrics.listen
@@ -31,38 +30,9 @@ func scrape(t *testing.T, n *testNode) map[string]*dto.MetricFamily {
 	return out
 }
 
-// series returns the value of family name's series with exactly labels
-// (name, value pairs), and whether there is one.
-func series(mfs map[string]*dto.MetricFamily, name string, labels ...string) (float64, bool) {
-	want := map[string]string{}
-	for i := 0; i+1 < len(labels); i += 2 {
-		want[labels[i]] = labels[i+1]
-	}
-next:
-	for _, m := range mfs[name].GetMetric() {
-		if len(m.GetLabel()) != len(want) {
-			continue
-		}
-		for _, l := range m.GetLabel() {
-			if v, ok := want[l.GetName()]; !ok || v != l.GetValue() {
-				continue next
-			}
-		}
-		switch {
-		case m.Counter != nil:
-			return m.GetCounter().GetValue(), true
-		case m.Gauge != nil:
-			return m.GetGauge().GetValue(), true
-		case m.Histogram != nil:
-			return float64(m.GetHistogram().GetSampleCount()), true
-		}
-	}
-	return 0, false
-}
-
 func mustSeries(t *testing.T, mfs map[string]*dto.MetricFamily, name string, labels ...string) float64 {
 	t.Helper()
-	v, ok := series(mfs, name, labels...)
+	v, ok := promtest.Value(mfs, name, labels...)
 	if !ok {
 		t.Fatalf("no series %s%v", name, labels)
 	}
@@ -118,7 +88,7 @@ func TestMetricsFollowStats(t *testing.T) {
 	if v := mustSeries(t, hm, "dmvpn_nhrp_cache_entries"); v != 2 {
 		t.Errorf("hub cache entries %v, want 2", v)
 	}
-	if _, ok := series(hm, "dmvpn_nhrp_nhs_up", "nhs", "10.0.0.1"); ok {
+	if _, ok := promtest.Value(hm, "dmvpn_nhrp_nhs_up", "nhs", "10.0.0.1"); ok {
 		t.Error("a hub exports NHS state")
 	}
 	for _, s := range []*testNode{s1, s2} {
@@ -159,7 +129,7 @@ func compareStats(t *testing.T, n *testNode) []string {
 	mfs := scrape(t, n)
 	var diffs []string
 	check := func(want uint64, name string, labels ...string) {
-		got, ok := series(mfs, name, labels...)
+		got, ok := promtest.Value(mfs, name, labels...)
 		if !ok {
 			diffs = append(diffs, fmt.Sprintf("no series %s%v", name, labels))
 		} else if got != float64(want) {
@@ -274,12 +244,11 @@ func TestMetricsHandler(t *testing.T) {
 	if resp.StatusCode != 200 || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/plain") {
 		t.Fatalf("%s %s", resp.Status, resp.Header.Get("Content-Type"))
 	}
-	parser := expfmt.NewTextParser(model.UTF8Validation)
-	mfs, err := parser.TextToMetricFamilies(strings.NewReader(string(body)))
+	mfs, err := promtest.Parse(body)
 	if err != nil {
 		t.Fatalf("exposition does not parse: %v\n%s", err, body)
 	}
-	if v, ok := series(mfs, "dmvpn_info", "node", "hub", "role", "hub", "transport", "gre"); !ok || v != 1 {
+	if v, ok := promtest.Value(mfs, "dmvpn_info", "node", "hub", "role", "hub", "transport", "gre"); !ok || v != 1 {
 		t.Errorf("dmvpn_info: %v %v\n%s", v, ok, body)
 	}
 }
@@ -339,7 +308,7 @@ func TestMetricsPerPeer(t *testing.T) {
 		m = scrape(t, hub)
 		for _, e := range hub.n.NHRP() {
 			for i, want := range []uint64{e.RxPackets, e.RxBytes, e.TxPackets, e.TxBytes} {
-				got, ok := series(m, perPeer[i], "peer", e.Protocol, "nbma", e.NBMA)
+				got, ok := promtest.Value(m, perPeer[i], "peer", e.Protocol, "nbma", e.NBMA)
 				if !ok || got != float64(want) {
 					diffs = append(diffs, fmt.Sprintf("%s{peer=%s,nbma=%s} = %v (%v), show nhrp says %d", perPeer[i], e.Protocol, e.NBMA, got, ok, want))
 				}
