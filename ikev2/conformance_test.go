@@ -150,7 +150,7 @@ func confRunCapture(t *testing.T, name, path, tsvPath string) confTotals {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rows, err := confReadTSV(tsvPath)
+	rows, err := capturetest.ReadTSV(tsvPath)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -526,34 +526,4 @@ func (r *confReassembler) add(k confFragKey, off int, more bool, data []byte) []
 	delete(r.m, k)
 	delete(r.last, k)
 	return out
-}
-
-// confReadTSV reads a TShark fields export: a header row of column names,
-// then one row per frame, keyed by frame.number.
-func confReadTSV(path string) (map[int]map[string]string, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
-	}
-	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
-	cols := strings.Split(lines[0], "\t")
-	rows := map[int]map[string]string{}
-	for i, l := range lines[1:] {
-		vals := strings.Split(l, "\t")
-		if len(vals) > len(cols) {
-			return nil, fmt.Errorf("%s:%d: %d fields, header has %d", path, i+2, len(vals), len(cols))
-		}
-		row := map[string]string{}
-		for j, c := range cols {
-			if j < len(vals) {
-				row[c] = vals[j]
-			}
-		}
-		n, err := strconv.Atoi(row["frame.number"])
-		if err != nil {
-			return nil, fmt.Errorf("%s:%d: frame.number: %v", path, i+2, err)
-		}
-		rows[n] = row
-	}
-	return rows, nil
 }

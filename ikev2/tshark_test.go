@@ -27,22 +27,18 @@ package ikev2_test
 //     message ID and the bytes fields (bare hex).
 
 import (
-	"bytes"
-	"context"
 	"encoding/binary"
 	"encoding/hex"
 	"fmt"
 	"net/netip"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/dmvpn/dmvpn/ikev2"
+	"github.com/dmvpn/dmvpn/internal/capturetest"
 	"github.com/dmvpn/dmvpn/internal/inet"
 	"github.com/dmvpn/dmvpn/internal/testenv"
 )
@@ -382,23 +378,11 @@ func tsFrames(t *testing.T) []tsFrame {
 // tsWritePcap writes frames as a classic pcap of raw IP packets
 // (LINKTYPE_RAW, 101).
 func tsWritePcap(path string, frames []tsFrame) error {
-	var b bytes.Buffer
-	var h [24]byte
-	binary.LittleEndian.PutUint32(h[0:], 0xa1b2c3d4)
-	binary.LittleEndian.PutUint16(h[4:], 2)
-	binary.LittleEndian.PutUint16(h[6:], 4)
-	binary.LittleEndian.PutUint32(h[16:], 65535)
-	binary.LittleEndian.PutUint32(h[20:], 101)
-	b.Write(h[:])
-	for i, f := range frames {
-		var r [16]byte
-		binary.LittleEndian.PutUint32(r[0:], uint32(1700000000+i))
-		binary.LittleEndian.PutUint32(r[8:], uint32(len(f.data)))
-		binary.LittleEndian.PutUint32(r[12:], uint32(len(f.data)))
-		b.Write(r[:])
-		b.Write(f.data)
+	pkts := make([][]byte, len(frames))
+	for i := range frames {
+		pkts[i] = frames[i].data
 	}
-	return os.WriteFile(path, b.Bytes(), 0o644)
+	return capturetest.WriteRawPcap(path, pkts)
 }
 
 func TestTsharkDecodesEveryPayload(t *testing.T) {
@@ -413,7 +397,7 @@ func TestTsharkDecodesEveryPayload(t *testing.T) {
 	for _, f := range tsFields {
 		args = append(args, "-e", f)
 	}
-	out := tsRun(t, tshark, args...)
+	out := capturetest.Tshark(t, tshark, args...)
 	lines := strings.Split(strings.TrimSuffix(out, "\n"), "\n")
 	if len(lines) != len(frames) {
 		t.Fatalf("tshark gave %d lines for %d frames", len(lines), len(frames))
@@ -441,27 +425,11 @@ func TestTsharkDecodesEveryPayload(t *testing.T) {
 	}
 }
 
-func tsRun(t *testing.T, tshark string, args ...string) string {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, tshark, args...)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	// A private, empty configuration: no user preference changes how
-	// tshark dissects.
-	cmd.Env = append(os.Environ(), "WIRESHARK_CONFIG_DIR="+t.TempDir(), "HOME="+t.TempDir())
-	if err := cmd.Run(); err != nil {
-		t.Fatalf("tshark %s: %v\n%s", strings.Join(args, " "), err, stderr.String())
-	}
-	return stdout.String()
-}
-
 // tsValueNames reads `tshark -G values`: for each field, every name TShark
 // has for each single value (a field may have several tables, IKEv1's and
 // IKEv2's).
 func tsValueNames(t *testing.T, tshark string) map[string]map[int][]string {
-	out := tsRun(t, tshark, "-G", "values")
+	out := capturetest.Tshark(t, tshark, "-G", "values")
 	names := map[string]map[int][]string{}
 	for _, line := range strings.Split(out, "\n") {
 		f := strings.Split(line, "\t")

@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/dmvpn/dmvpn/gre"
+	"github.com/dmvpn/dmvpn/internal/capturetest"
 	"github.com/dmvpn/dmvpn/internal/testenv"
 	"github.com/dmvpn/dmvpn/nhrp"
 )
@@ -75,7 +76,7 @@ func TestTsharkHMACAuthentication(t *testing.T) {
 	if err := tsWritePcap(path, frames); err != nil {
 		t.Fatal(err)
 	}
-	perFrame := tsVerboseFrames(tsRun(t, tshark, "-r", path, "-n", "-V"))
+	perFrame := tsVerboseFrames(capturetest.Tshark(t, tshark, "-r", path, "-n", "-V"))
 	if len(perFrame) != len(frames) {
 		t.Fatalf("tshark -V shows %d frames, wrote %d", len(perFrame), len(frames))
 	}
@@ -100,7 +101,7 @@ func TestTsharkHMACAuthentication(t *testing.T) {
 	for _, f := range tsFields {
 		args = append(args, "-e", f)
 	}
-	lines := strings.Split(strings.TrimSuffix(tsRun(t, tshark, args...), "\n"), "\n")
+	lines := strings.Split(strings.TrimSuffix(capturetest.Tshark(t, tshark, args...), "\n"), "\n")
 	if len(lines) != len(frames) {
 		t.Fatalf("tshark -T fields gave %d lines, wrote %d frames", len(lines), len(frames))
 	}

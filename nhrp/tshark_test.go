@@ -28,22 +28,18 @@ package nhrp_test
 //   - The Traffic Indication code is not dissected at all.
 
 import (
-	"bytes"
-	"context"
 	"encoding/binary"
 	"encoding/hex"
 	"fmt"
 	"net/netip"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/dmvpn/dmvpn/gre"
+	"github.com/dmvpn/dmvpn/internal/capturetest"
 	"github.com/dmvpn/dmvpn/internal/inet"
 	"github.com/dmvpn/dmvpn/internal/testenv"
 	"github.com/dmvpn/dmvpn/nhrp"
@@ -767,39 +763,11 @@ func tsFrames(t *testing.T) []tsFrame {
 // tsWritePcap writes frames as a classic pcap file of raw IP packets
 // (LINKTYPE_RAW, 101).
 func tsWritePcap(path string, frames []tsFrame) error {
-	var b bytes.Buffer
-	var h [24]byte
-	binary.LittleEndian.PutUint32(h[0:], 0xa1b2c3d4) // magic, microseconds
-	binary.LittleEndian.PutUint16(h[4:], 2)          // version 2.4
-	binary.LittleEndian.PutUint16(h[6:], 4)
-	binary.LittleEndian.PutUint32(h[16:], 65535) // snaplen
-	binary.LittleEndian.PutUint32(h[20:], 101)   // LINKTYPE_RAW
-	b.Write(h[:])
-	for i, f := range frames {
-		var r [16]byte
-		binary.LittleEndian.PutUint32(r[0:], uint32(1700000000+i))
-		binary.LittleEndian.PutUint32(r[8:], uint32(len(f.data)))
-		binary.LittleEndian.PutUint32(r[12:], uint32(len(f.data)))
-		b.Write(r[:])
-		b.Write(f.data)
+	pkts := make([][]byte, len(frames))
+	for i := range frames {
+		pkts[i] = frames[i].data
 	}
-	return os.WriteFile(path, b.Bytes(), 0o644)
-}
-
-func tsRun(t *testing.T, tshark string, args ...string) string {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, tshark, args...)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	// A private, empty configuration so no user preference changes how
-	// tshark dissects.
-	cmd.Env = append(os.Environ(), "WIRESHARK_CONFIG_DIR="+t.TempDir(), "HOME="+t.TempDir())
-	if err := cmd.Run(); err != nil {
-		t.Fatalf("tshark %s: %v\n%s", strings.Join(args, " "), err, stderr.String())
-	}
-	return stdout.String()
+	return capturetest.WriteRawPcap(path, pkts)
 }
 
 // tsVerboseFrames splits `tshark -V` output into one text per frame.
@@ -826,7 +794,7 @@ func TestTsharkDecodesEveryMessage(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	verbose := tsRun(t, tshark, "-r", path, "-n", "-V")
+	verbose := capturetest.Tshark(t, tshark, "-r", path, "-n", "-V")
 	perFrame := tsVerboseFrames(verbose)
 	if len(perFrame) != len(frames) {
 		t.Fatalf("tshark -V shows %d frames, wrote %d", len(perFrame), len(frames))
@@ -844,7 +812,7 @@ func TestTsharkDecodesEveryMessage(t *testing.T) {
 	for _, f := range tsFields {
 		args = append(args, "-e", f)
 	}
-	out := tsRun(t, tshark, args...)
+	out := capturetest.Tshark(t, tshark, args...)
 	lines := strings.Split(strings.TrimSuffix(out, "\n"), "\n")
 	if len(lines) != len(frames) {
 		t.Fatalf("tshark -T fields gave %d lines, wrote %d frames", len(lines), len(frames))

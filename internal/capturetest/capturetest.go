@@ -4,13 +4,19 @@
 package capturetest
 
 import (
+	"bytes"
+	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/gopacket/gopacket"
 	"github.com/gopacket/gopacket/layers"
@@ -168,4 +174,75 @@ func LinkToIPv4(link layers.LinkType, data []byte) ([]byte, error) {
 		return nil, nil
 	}
 	return rest, nil
+}
+
+// ReadTSV reads a TShark fields export (the NAME.PROTO.tsv files beside the
+// captures): a header row of column names, then one row per frame, keyed
+// by frame.number.
+func ReadTSV(path string) (map[int]map[string]string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	cols := strings.Split(lines[0], "\t")
+	rows := map[int]map[string]string{}
+	for i, l := range lines[1:] {
+		vals := strings.Split(l, "\t")
+		if len(vals) > len(cols) {
+			return nil, fmt.Errorf("%s:%d: %d fields, header has %d", path, i+2, len(vals), len(cols))
+		}
+		row := map[string]string{}
+		for j, c := range cols {
+			if j < len(vals) {
+				row[c] = vals[j]
+			}
+		}
+		n, err := strconv.Atoi(row["frame.number"])
+		if err != nil {
+			return nil, fmt.Errorf("%s:%d: frame.number: %v", path, i+2, err)
+		}
+		rows[n] = row
+	}
+	return rows, nil
+}
+
+// WriteRawPcap writes packets as a classic pcap file of raw IP packets
+// (LINKTYPE_RAW, 101), one second apart, for tshark to read back what an
+// encoder wrote.
+func WriteRawPcap(path string, packets [][]byte) error {
+	var b bytes.Buffer
+	var h [24]byte
+	binary.LittleEndian.PutUint32(h[0:], 0xa1b2c3d4) // magic, microseconds
+	binary.LittleEndian.PutUint16(h[4:], 2)          // version 2.4
+	binary.LittleEndian.PutUint16(h[6:], 4)
+	binary.LittleEndian.PutUint32(h[16:], 65535) // snaplen
+	binary.LittleEndian.PutUint32(h[20:], 101)   // LINKTYPE_RAW
+	b.Write(h[:])
+	for i, p := range packets {
+		var r [16]byte
+		binary.LittleEndian.PutUint32(r[0:], uint32(1700000000+i))
+		binary.LittleEndian.PutUint32(r[8:], uint32(len(p)))
+		binary.LittleEndian.PutUint32(r[12:], uint32(len(p)))
+		b.Write(r[:])
+		b.Write(p)
+	}
+	return os.WriteFile(path, b.Bytes(), 0o644)
+}
+
+// Tshark runs the tshark binary with args (bounded: 60 s) and a private,
+// empty configuration, so no user preference changes how it dissects; it
+// fails t with tshark's stderr if it fails, and returns its stdout.
+func Tshark(t *testing.T, tshark string, args ...string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, tshark, args...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	cmd.Env = append(os.Environ(), "WIRESHARK_CONFIG_DIR="+t.TempDir(), "HOME="+t.TempDir())
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("tshark %s: %v\n%s", strings.Join(args, " "), err, stderr.String())
+	}
+	return stdout.String()
 }
