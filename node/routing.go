@@ -376,9 +376,6 @@ func (n *Node) syncKernelRoute(prefix netip.Prefix) {
 	r := &n.routing
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.kernelInstalled == nil {
-		r.kernelInstalled = map[netip.Prefix]bool{}
-	}
 	switch {
 	case want && !r.kernelInstalled[prefix]:
 		if err := rd.AddRoute(prefix); err != nil {
@@ -419,7 +416,7 @@ func (n *Node) applyBGP(old, cfg *config.Config) []string {
 		}
 	}
 	before, after := bgpNeighbors(old), bgpNeighbors(cfg)
-	if fmt.Sprint(before) != fmt.Sprint(after) {
+	if !slices.Equal(before, after) {
 		if err := s.SetNeighbors(after); err != nil {
 			changed = append(changed, fmt.Sprintf("bgp neighbors: not applied: %v", err))
 		} else {

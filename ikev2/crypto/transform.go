@@ -169,21 +169,12 @@ func (t Transform) params() (params, error) {
 	default:
 		return p, fmt.Errorf("%w: %v: unsupported encryption algorithm", ErrTransform, t)
 	}
-	switch t.Integrity {
-	case IntegNone:
-		if !p.aead {
-			// RFC 8247 §2: AES-CBC needs an integrity algorithm.
-			return p, fmt.Errorf("%w: %v: AES-CBC needs an integrity algorithm", ErrTransform, t)
-		}
-	case IntegHMACSHA1_96, IntegHMACSHA256128, IntegHMACSHA384192, IntegHMACSHA512256:
-		if p.aead {
-			// RFC 7296 §3.3: a combined-mode algorithm takes no integrity
-			// transform.
-			return p, fmt.Errorf("%w: %v: a combined-mode algorithm takes no integrity algorithm", ErrTransform, t)
-		}
-		_, p.intKeyLen, p.icvLen = t.Integrity.hash()
-	default:
-		return p, fmt.Errorf("%w: %v: unsupported integrity algorithm", ErrTransform, t)
+	keyLen, icvLen, err := ipsecalg.Integrity(uint16(t.Integrity), p.aead)
+	if err != nil {
+		return p, fmt.Errorf("%w: %v: %v", ErrTransform, t, err)
+	}
+	if !p.aead { // an AEAD's ICV is its tag, set above
+		p.intKeyLen, p.icvLen = keyLen, icvLen
 	}
 	return p, nil
 }

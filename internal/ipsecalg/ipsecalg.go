@@ -9,6 +9,7 @@ import (
 	"crypto/sha1"
 	"crypto/sha256"
 	"crypto/sha512"
+	"errors"
 	"hash"
 )
 
@@ -36,4 +37,27 @@ func HMAC(id uint16) (h func() hash.Hash, keyLen, icvLen int, ok bool) {
 		return sha512.New, sha512.Size, 32, true
 	}
 	return nil, 0, 0, false
+}
+
+// Integrity checks the integrity algorithm id of a transform whose cipher
+// is a combined-mode one (aead) or not, and returns its key and ICV
+// lengths (0, 0 for none with an AEAD). A CBC cipher needs an integrity
+// algorithm (RFC 8221 §5, RFC 8247 §2: CBC without integrity MUST NOT be
+// used); a combined-mode one takes none (RFC 7296 §3.3). The error says
+// which rule failed; callers wrap it with their transform.
+func Integrity(id uint16, aead bool) (keyLen, icvLen int, err error) {
+	if id == 0 {
+		if !aead {
+			return 0, 0, errors.New("AES-CBC needs an integrity algorithm")
+		}
+		return 0, 0, nil
+	}
+	_, keyLen, icvLen, ok := HMAC(id)
+	switch {
+	case !ok:
+		return 0, 0, errors.New("unsupported integrity algorithm")
+	case aead:
+		return 0, 0, errors.New("a combined-mode algorithm takes no integrity algorithm")
+	}
+	return keyLen, icvLen, nil
 }
