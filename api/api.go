@@ -44,6 +44,9 @@ type Peer struct {
 	NAT         bool      `json:"nat"`
 	Transport   string    `json:"transport"`
 	Reason      string    `json:"reason,omitempty"` // why a registration is not up
+	// Crypto is the peer's IPsec state with IPsec on: up (an SA),
+	// waiting (packets wait for IKE) or none; empty without IPsec.
+	Crypto string `json:"crypto,omitempty"`
 }
 
 // NHRPEntry is one row of `show nhrp` (the NHRP cache).
@@ -184,6 +187,9 @@ func ServeListener(ctx context.Context, l net.Listener, p Provider) error {
 	}
 	if b, ok := p.(BGPProvider); ok {
 		handle("/v1/bgp", func() any { return b.BGP() }) // bgp.go
+	}
+	if x, ok := p.(IPsecProvider); ok {
+		handle("/v1/ipsec", func() any { return x.IPsec() }) // ipsec.go
 	}
 	if c, ok := p.(CaptureProvider); ok {
 		handleCapture(mux, ctx, c) // GET /v1/capture: pcapng (capture.go)

@@ -28,9 +28,19 @@ func RenderDMVPN(w io.Writer, d DMVPN) {
 	fmt.Fprintf(w, "Interface: %s, IPv4 NHRP Details (node %s, %s %s, NBMA %s, %s)\n", d.Interface, d.Node, d.Role, d.Address, d.NBMA, d.Transport)
 	fmt.Fprintf(w, "Type:%s, NHRP Peers:%d, Network-id:%d\n\n", titleCase(d.Role), len(d.Peers), d.NetworkID)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, " # Ent\tPeer NBMA Addr\tPeer Tunnel Add\tState\tUpDn Tm\tAttrb\t")
-	fmt.Fprintln(tw, " -----\t--------------\t---------------\t-----\t-------\t-----\t")
+	crypto := len(d.Peers) > 0 && d.Peers[0].Crypto != ""
+	if crypto {
+		fmt.Fprintln(tw, " # Ent\tPeer NBMA Addr\tPeer Tunnel Add\tState\tUpDn Tm\tAttrb\tCrypto\t")
+		fmt.Fprintln(tw, " -----\t--------------\t---------------\t-----\t-------\t-----\t------\t")
+	} else {
+		fmt.Fprintln(tw, " # Ent\tPeer NBMA Addr\tPeer Tunnel Add\tState\tUpDn Tm\tAttrb\t")
+		fmt.Fprintln(tw, " -----\t--------------\t---------------\t-----\t-------\t-----\t")
+	}
 	for _, p := range d.Peers {
+		if crypto {
+			fmt.Fprintf(tw, " %5d\t%s\t%s\t%s\t%s\t%s\t%s\t\n", 1, p.PeerNBMA, p.PeerTunnel, p.State, p.UpDown, p.Attributes, p.Crypto)
+			continue
+		}
 		fmt.Fprintf(tw, " %5d\t%s\t%s\t%s\t%s\t%s\t\n", 1, p.PeerNBMA, p.PeerTunnel, p.State, p.UpDown, p.Attributes)
 	}
 	tw.Flush()

@@ -8,7 +8,7 @@
 // would be valid, and all errors are reported at once, sorted by line:
 //
 //	spoke1.yaml:7:14: tunnel.transport: "tcp" is not valid (valid: gre, udp)
-//	spoke1.yaml:3:1: unknown field "tunel" (valid here: name, log-level, log-format, log-levels, api-socket, tunnel, nhrp, routes, bgp, metrics, hooks; did you mean "tunnel"?)
+//	spoke1.yaml:3:1: unknown field "tunel" (valid here: name, log-level, log-format, log-levels, api-socket, tunnel, nhrp, routes, bgp, ipsec, metrics, hooks; did you mean "tunnel"?)
 //
 // Defaults are applied after parsing, so a *Config returned by Load or Parse
 // is complete. docs/CONFIG.md is the reference for every field.
@@ -96,6 +96,9 @@ type Config struct {
 	Routes []Route `yaml:"routes" valid:"a list of routes, each with prefix and via"`
 	// BGP is the built-in BGP speaker (YAML bgp, optional; see BGP).
 	BGP BGP `yaml:"bgp"`
+	// IPsec protects the tunnel with IKEv2 and ESP (YAML ipsec, optional;
+	// see IPsec). Without it GRE goes in clear text.
+	IPsec IPsec `yaml:"ipsec"`
 	// Metrics configures the Prometheus endpoint (YAML metrics,
 	// optional).
 	Metrics Metrics `yaml:"metrics"`

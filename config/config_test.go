@@ -277,7 +277,7 @@ func TestErrors(t *testing.T) {
 			`7:1: a second YAML document (valid: exactly one document per file)`,
 		}},
 		{"root is a list", "- name: s1\n", []string{
-			`1:1: expected a mapping of fields, got a list (valid here: name, log-level, log-format, log-levels, api-socket, tunnel, nhrp, routes, bgp, metrics, hooks)`,
+			`1:1: expected a mapping of fields, got a list (valid here: name, log-level, log-format, log-levels, api-socket, tunnel, nhrp, routes, bgp, ipsec, metrics, hooks)`,
 		}},
 		{"section is a scalar", "name: s1\ntunnel: dmvpn0\nnhrp:\n  network-id: 1\n", []string{
 			`2:9: tunnel: expected a mapping of fields, got the value "dmvpn0" (valid here: device, address, source, key, mtu, transport, udp-port)`,
@@ -294,10 +294,10 @@ func TestErrors(t *testing.T) {
 
 		// Unknown and duplicate fields.
 		{"unknown top-level field with suggestion", base + "tunel:\n  mtu: 1400\n", []string{
-			`7:1: unknown field "tunel" (valid here: name, log-level, log-format, log-levels, api-socket, tunnel, nhrp, routes, bgp, metrics, hooks; did you mean "tunnel"?)`,
+			`7:1: unknown field "tunel" (valid here: name, log-level, log-format, log-levels, api-socket, tunnel, nhrp, routes, bgp, ipsec, metrics, hooks; did you mean "tunnel"?)`,
 		}},
 		{"unknown field, separator slip", "log_level: debug\n" + base, []string{
-			`1:1: unknown field "log_level" (valid here: name, log-level, log-format, log-levels, api-socket, tunnel, nhrp, routes, bgp, metrics, hooks; did you mean "log-level"?)`,
+			`1:1: unknown field "log_level" (valid here: name, log-level, log-format, log-levels, api-socket, tunnel, nhrp, routes, bgp, ipsec, metrics, hooks; did you mean "log-level"?)`,
 		}},
 		{"unknown nested field with suggestion", base + "  holdtim: 600s\n", []string{
 			`7:3: nhrp: unknown field "holdtim" (valid here: network-id, holdtime, registration-timeout, authentication, authentication-keys, authentication-max-skew, nhs, map, shortcut, redirect, unique, max-send, max-receive, max-holdtime, max-entries, max-entries-per-nbma; did you mean "holdtime"?)`,
@@ -306,7 +306,7 @@ func TestErrors(t *testing.T) {
 			`10:7: nhrp.nhs[0]: unknown field "multicast" (valid here: address, nbma, port)`,
 		}},
 		{"unknown field without suggestion", base + "ospf:\n  area: 0\n", []string{
-			`7:1: unknown field "ospf" (valid here: name, log-level, log-format, log-levels, api-socket, tunnel, nhrp, routes, bgp, metrics, hooks)`,
+			`7:1: unknown field "ospf" (valid here: name, log-level, log-format, log-levels, api-socket, tunnel, nhrp, routes, bgp, ipsec, metrics, hooks)`,
 		}},
 		{"duplicate top-level field", base + "name: s2\n", []string{
 			`7:1: duplicate field "name" (first at line 1; valid: each field once)`,
@@ -618,7 +618,7 @@ tunnel:
 `))
 	want := []string{
 		`spoke1.yaml:3:13: routes[0].prefix: "10.1.0.1/16" has host bits set (valid: 10.1.0.0/16)`,
-		`spoke1.yaml:5:1: unknown field "tunel" (valid here: name, log-level, log-format, log-levels, api-socket, tunnel, nhrp, routes, bgp, metrics, hooks; did you mean "tunnel"?)`,
+		`spoke1.yaml:5:1: unknown field "tunel" (valid here: name, log-level, log-format, log-levels, api-socket, tunnel, nhrp, routes, bgp, ipsec, metrics, hooks; did you mean "tunnel"?)`,
 		`spoke1.yaml:13:13: nhrp.nhs[1].nbma: 2001:db8::2 is IPv6 but tunnel.source 198.51.100.1 is IPv4 (valid: an IPv4 address)`,
 		`spoke1.yaml:17:14: tunnel.transport: "tcp" is not valid (valid: gre, udp)`,
 	}

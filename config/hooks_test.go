@@ -51,15 +51,13 @@ func TestHooks(t *testing.T) {
 }
 
 func TestHookErrors(t *testing.T) {
-	const events = "nhs-up, nhs-down, nhs-refused, nhs-error, registration-accepted, registration-refused, registration-expired, registration-removed, shortcut-up, shortcut-down, purge-received, purge-sent, node-up, node-down, error, bgp-up, bgp-down, or \"*\" for every event"
+	const events = "nhs-up, nhs-down, nhs-refused, nhs-error, registration-accepted, registration-refused, registration-expired, registration-removed, shortcut-up, shortcut-down, purge-received, purge-sent, node-up, node-down, error, bgp-up, bgp-down, sa-up, sa-down, sa-rekeyed, or \"*\" for every event"
 	const command = "the program and its arguments as a list, e.g. [/usr/local/bin/notify, --level, info]; it is run without a shell"
 	for _, tt := range []struct{ yaml, want string }{
 		{"hooks:\n  - event: shortcut-upp\n    command: [/bin/true]\n",
 			`8:12: hooks[0].event: unknown event "shortcut-upp" (valid: ` + events + `; did you mean "shortcut-up"?)`},
 		{"hooks:\n  - event: [nhs-up, nhs_down]\n    command: [/bin/true]\n",
 			`8:21: hooks[0].event[1]: unknown event "nhs_down" (valid: ` + events + `; did you mean "nhs-down"?)`},
-		{"hooks:\n  - event: sa-up\n    command: [/bin/true]\n",
-			`8:12: hooks[0].event: "sa-up" is reserved: dmvpn has no IKEv2/ESP yet, so a hook on it would never run (valid: ` + events + `)`},
 		{"hooks:\n  - event: [nhs-up, \"*\"]\n    command: [/bin/true]\n",
 			`8:21: hooks[0].event[1]: "*" means every event, so it stands alone (valid: event: "*", or a list of names)`},
 		{"hooks:\n  - event: [nhs-up, nhs-up]\n    command: [/bin/true]\n",

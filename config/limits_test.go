@@ -61,7 +61,7 @@ func TestLongValuesCut(t *testing.T) {
 			"3:11: tunnel.device: " + cut + " is " + strconv.Itoa(n) + " bytes long (valid: a Linux interface name of 1 to 15 bytes without '/', ':' or whitespace, e.g. dmvpn0)"},
 		// An explicit key: YAML limits implicit ones to 1024 characters.
 		{"unknown field", limitsBase + "? " + v + "\n: 1\n",
-			"7:3: unknown field " + withLen + " (valid here: name, log-level, log-format, log-levels, api-socket, tunnel, nhrp, routes, bgp, metrics, hooks)"},
+			"7:3: unknown field " + withLen + " (valid here: name, log-level, log-format, log-levels, api-socket, tunnel, nhrp, routes, bgp, ipsec, metrics, hooks)"},
 		{"scalar for a mapping", limitsBase + "routes:\n  - " + v + "\n",
 			"8:5: routes[0]: expected a mapping of fields, got the value " + withLen + " (valid here: prefix, via)"},
 		{"prefix", limitsBase + "routes:\n  - prefix: " + v + "\n    via: 10.0.0.2\n",

@@ -228,6 +228,7 @@ func (p *parser) parse(data []byte) *Config {
 	p.applyDefaults(c)
 	p.validate(c)
 	p.validateBGP(c)
+	p.validateIPsec(c)
 	return c
 }
 
@@ -482,6 +483,9 @@ func init() {
 		"prefix-list":  decodePrefixList,
 		"bgp-password": decodeBGPPassword,
 		"description":  decodeDescription,
+	}
+	for name, d := range ipsecChecks() {
+		checks[name] = d
 	}
 }
 

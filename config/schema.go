@@ -438,6 +438,7 @@ func (p *parser) applyDerived(c *Config) {
 		n.MaxHoldtime = max(DefaultMaxHoldtime, n.Holdtime)
 	}
 	p.applyBGPDerived(c)
+	p.applyIPsecDerived(c)
 }
 
 // schemaFields calls fn for every field of the schema, with its generic

@@ -60,7 +60,10 @@ func TestSchemaDefaults(t *testing.T) {
 	n := 0
 	schemaFields(func(path string, f *fieldSpec) {
 		n++
-		if f.sub != nil || present[path] || strings.Contains(path, "[].") && f.required != "" || strings.HasPrefix(path, "hooks[].") && f.name != "timeout" {
+		// ipsec is absent here (it changes the udp ports), so it is zero:
+		// TestIPsecSchemaDefaults checks its defaults.
+		if f.sub != nil || present[path] || strings.Contains(path, "[].") && f.required != "" || strings.HasPrefix(path, "hooks[].") && f.name != "timeout" ||
+			strings.HasPrefix(path, "ipsec.") {
 			return
 		}
 		v := fieldValue(t, c, path)

@@ -473,7 +473,7 @@ func (p *Plane) replicate(out *batch, r cache.Reader, buf []byte, n int, proto u
 		if out.full(peer.Transport) {
 			p.flush(out)
 		}
-		if out.add(peer.Transport, underlay.Datagram{Buf: buf, Off: start, Len: tunOffset + n - start, Peer: peer.NBMA}) {
+		if out.add(peer.Transport, underlay.Datagram{Buf: buf, Off: start, Len: tunOffset + n - start, Peer: peer.NBMA, Shared: true}) {
 			p.c.multicast.Add(1)
 			if peer.Counters != nil {
 				peer.Counters.Tx(tunOffset + n - start)

@@ -125,6 +125,13 @@ func (c *dmvpnCapture) stop(t *testing.T) (captured, seen, dropped int) {
 // returns one []string per frame.
 func (e *env) tsharkFields(file, filter string, fields ...string) [][]string {
 	e.t.Helper()
+	return e.tsharkFieldsEnv(nil, file, filter, fields...)
+}
+
+// tsharkFieldsEnv is tsharkFields with extra environment variables (a
+// WIRESHARK_CONFIG_DIR with key tables).
+func (e *env) tsharkFieldsEnv(env []string, file, filter string, fields ...string) [][]string {
+	e.t.Helper()
 	ctx, cancel := context.WithTimeout(e.ctx, 60*time.Second)
 	defer cancel()
 	args := []string{"-n", "-r", file}
@@ -136,6 +143,9 @@ func (e *env) tsharkFields(file, filter string, fields ...string) [][]string {
 		args = append(args, "-e", f)
 	}
 	cmd := exec.CommandContext(ctx, "tshark", args...)
+	if env != nil {
+		cmd.Env = append(os.Environ(), env...)
+	}
 	cmd.WaitDelay = time.Second
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr

@@ -66,9 +66,14 @@ func TestLabCommandWithoutTools(t *testing.T) {
 		t.Fatalf("dmvpn lab without ip, nft, iptables, ping on PATH: %v", err)
 	}
 	report := string(out)
-	// The ping checks and the BGP check.
-	if n := strings.Count(report, "\nPASS "); n != len(lab.Checks)+1 {
-		t.Errorf("%d PASS lines, want %d", n, len(lab.Checks)+1)
+	// The ping checks, the IPsec check and the BGP check: IPsec is on
+	// by default.
+	if n := strings.Count(report, "\nPASS "); n != len(lab.Checks)+2 {
+		t.Errorf("%d PASS lines, want %d", n, len(lab.Checks)+2)
+	}
+	if !strings.Contains(report, "=== hub: dmvpn show ipsec -c") || !strings.Contains(report, "esp-in-udp") ||
+		!strings.Contains(report, "established") {
+		t.Error("report lacks the hub's show ipsec with established IKE SAs and spoke3's ESP-in-UDP SA")
 	}
 	if !strings.Contains(report, "=== hub: dmvpn show bgp -c") || !strings.Contains(report, "Established") {
 		t.Error("report lacks the hub's show bgp with Established sessions")

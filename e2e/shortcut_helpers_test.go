@@ -283,9 +283,15 @@ func (e *env) startCapture(node string) *capture {
 // tcpdump options.
 func (e *env) startTcpdump(node string, limit int, opts ...string) *capture {
 	e.t.Helper()
+	return e.startTcpdumpFilter(node, limit, "ip proto 47 or udp port 4754", opts...)
+}
+
+// startTcpdumpFilter is startTcpdump with a capture filter.
+func (e *env) startTcpdumpFilter(node string, limit int, filter string, opts ...string) *capture {
+	e.t.Helper()
 	pcap := e.t.TempDir() + "/" + node + "-wan0.pcap"
 	args := append([]string{"timeout", fmt.Sprint(limit), "tcpdump", "-Z", "root", "--immediate-mode", "-U", "-n"}, opts...)
-	args = append(args, "-i", lab.IfWAN, "-w", pcap, "ip proto 47 or udp port 4754")
+	args = append(args, "-i", lab.IfWAN, "-w", pcap, filter)
 	cmd := e.l.Command(e.ctx, node, args...)
 	c := &capture{e: e, node: node, pcap: pcap, err: &syncBuffer{}, done: make(chan struct{})}
 	cmd.Stderr = c.err

@@ -252,7 +252,7 @@ func TestNamesAndSuggest(t *testing.T) {
 			t.Errorf("%s: %+v %v", n, i, ok)
 		}
 	}
-	if i, ok := Lookup("sa-up"); !ok || !i.Reserved {
+	if i, ok := Lookup("sa-up"); !ok || i.Reserved {
 		t.Errorf("sa-up: %+v", i)
 	}
 	if _, ok := Lookup("dropped"); ok {

@@ -89,12 +89,16 @@ const (
 	// NOTIFICATION, the hold timer, the connection closed).
 	BGPDown Type = "bgp-down"
 
-	// Reserved for IKEv2/ESP, which dmvpn does not have yet: never
-	// emitted, and refused in hooks.
-	SAUp         Type = "sa-up"
-	SADown       Type = "sa-down"
-	SARekeyed    Type = "sa-rekeyed"
-	reservedNote      = "reserved: dmvpn has no IKEv2/ESP yet"
+	// SAUp: an IPsec Child SA with a peer is up (NBMA is the peer's
+	// endpoint; Reason: mode, transform, SPIs, ESP-in-UDP).
+	SAUp Type = "sa-up"
+	// SADown: a peer's Child SA went (deleted, dead peer, lifetime,
+	// failed rekey) or its IKE SA never came up (Reason says which);
+	// when it was the last, the peer's NHRP state goes too.
+	SADown Type = "sa-down"
+	// SARekeyed: a Child SA was replaced by a new one (Reason: the new
+	// SPIs and the inbound SPI it replaces); traffic never stopped.
+	SARekeyed Type = "sa-rekeyed"
 
 	// Dropped is not an event but a marker in one subscriber's stream:
 	// Dropped events were lost there because it did not keep up.
@@ -127,9 +131,9 @@ var infos = []Info{
 	{Error, false, "part of the node stopped on an error"},
 	{BGPUp, false, "a BGP session reached Established"},
 	{BGPDown, false, "an Established BGP session went down (Reason: why)"},
-	{SAUp, true, reservedNote},
-	{SADown, true, reservedNote},
-	{SARekeyed, true, reservedNote},
+	{SAUp, false, "an IPsec Child SA with a peer is up (NBMA: the peer)"},
+	{SADown, false, "a peer's IPsec SA went, or never came up (Reason: why)"},
+	{SARekeyed, false, "an IPsec Child SA was replaced by a rekey"},
 }
 
 // Types returns every event type (reserved ones included, the Dropped

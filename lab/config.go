@@ -20,7 +20,16 @@ type NodeConfig struct {
 	NHRP      NHRPConfig    `yaml:"nhrp"`
 	Routes    []RouteConfig `yaml:"routes,omitempty"`
 	BGP       *BGPConfig    `yaml:"bgp,omitempty"`
+	IPsec     *IPsecConfig  `yaml:"ipsec,omitempty"`
 	Metrics   MetricsConfig `yaml:"metrics,omitempty"`
+}
+
+// IPsecConfig is the ipsec: section (nil: clear GRE).
+type IPsecConfig struct {
+	PSK          string        `yaml:"psk"`
+	ESPProposals []string      `yaml:"esp-proposals,omitempty,flow"`
+	DPD          time.Duration `yaml:"dpd,omitempty"`
+	KeyLog       string        `yaml:"key-log,omitempty"`
 }
 
 // BGPConfig is the bgp: section (nil: no BGP).
@@ -97,6 +106,13 @@ const (
 	// seconds and a stopped spoke is withdrawn quickly.
 	BGPHoldTime     = 9 * time.Second
 	BGPConnectRetry = 2 * time.Second
+	// PSK is the lab cloud's IKEv2 pre-shared key.
+	PSK = "dmvpn-lab-cloud-key"
+	// ESPProposal is the lab's ESP transform: AES-128-GCM, the fast one
+	// (the default proposals start with Cisco's AES-CBC + HMAC-SHA1),
+	// without extended sequence numbers like Cisco's default (and so that
+	// tshark 4.0, whose esp_sa table has no ESN column, decrypts it).
+	ESPProposal = "aes128gcm16-noesn"
 	// Authentication is 8 bytes, Cisco's maximum. (tshark reads the
 	// extension the RFC 2332 way and calls one shorter than 4 bytes of
 	// secret "Incomplete": keep lab captures clean.)
@@ -130,6 +146,11 @@ func (l *Lab) Config(name string) (NodeConfig, error) {
 	}
 	if t, ok := l.opts.Transport[d.Name]; ok {
 		c.Tunnel.Transport = t
+	}
+	if l.opts.IPsec {
+		// Every SA's keys go to <node>.keys, so that a capture of the
+		// lab's underlay can be decrypted (tshark, Wireshark).
+		c.IPsec = &IPsecConfig{PSK: PSK, ESPProposals: []string{ESPProposal}, KeyLog: l.KeyLogPath(d.Name)}
 	}
 	route := func(p netip.Prefix, via netip.Addr) RouteConfig {
 		return RouteConfig{Prefix: p.Masked().String(), Via: via.String()}

@@ -102,6 +102,11 @@ type Options struct {
 	// StaticRoutes writes the routes above into the configs as static
 	// routes and runs no BGP (the lab as it was before BGP).
 	StaticRoutes bool
+	// IPsec protects every tunnel with IKEv2 and ESP (a pre-shared key
+	// for the cloud; raw ESP for the spokes that can, ESP-in-UDP for
+	// spoke3 behind its NAT), and writes every node's keys to
+	// KeyLogPath. `dmvpn lab` turns it on unless --no-ipsec.
+	IPsec bool
 	// Transport overrides a node's transport ("gre" or "udp"), by node name.
 	// Defaults: hub, spoke1, spoke2 gre; spoke3 udp.
 	Transport map[string]string
@@ -398,7 +403,7 @@ func killNamespacePIDs(ctx context.Context, namespaces []string) {
 // removeFiles deletes what the lab writes in dir, then dir if empty.
 func removeFiles(dir string) {
 	for _, d := range Daemons {
-		for _, ext := range []string{".yaml", ".log", ".sock", ".sock.lock"} {
+		for _, ext := range []string{".yaml", ".log", ".sock", ".sock.lock", ".keys"} {
 			_ = os.Remove(filepath.Join(dir, d.Name+ext))
 		}
 	}
@@ -461,6 +466,10 @@ func (l *Lab) ConfigPath(node string) string { return filepath.Join(l.opts.Dir, 
 
 // LogPath returns Dir/<node>.log (the daemon's stdout and stderr).
 func (l *Lab) LogPath(node string) string { return filepath.Join(l.opts.Dir, node+".log") }
+
+// KeyLogPath returns Dir/<node>.keys, the node's IPsec key log (with
+// Options.IPsec): Wireshark's ikev2_decryption_table and esp_sa records.
+func (l *Lab) KeyLogPath(node string) string { return filepath.Join(l.opts.Dir, node+".keys") }
 
 // SocketPath returns Dir/<node>.sock, the daemon's api-socket.
 func (l *Lab) SocketPath(node string) string { return filepath.Join(l.opts.Dir, node+".sock") }

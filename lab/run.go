@@ -165,6 +165,20 @@ func Run(ctx context.Context, opts Options, ro RunOptions) (err error) {
 		}
 		out.Write(b)
 	}
+	if o.IPsec {
+		fmt.Fprintf(out, "\n=== hub: dmvpn show ipsec -c %s\n", l.ConfigPath(Hub))
+		b, err := l.Show(ctx, Hub, "ipsec", false)
+		if err != nil {
+			fail("show ipsec on the hub: %v", err)
+		} else {
+			out.Write(b)
+		}
+		if err := l.CheckIPsec(ctx); err != nil {
+			fail("%v", err)
+		} else {
+			fmt.Fprintf(out, "PASS every spoke has an IPsec SA with the hub carrying traffic (spoke3 over ESP-in-UDP), no clear-text GRE received\n")
+		}
+	}
 	if !o.StaticRoutes {
 		for _, what := range []string{"bgp", "bgp routes"} {
 			fmt.Fprintf(out, "\n=== hub: dmvpn show %s -c %s\n", what, l.ConfigPath(Hub))

@@ -21,6 +21,7 @@ import (
 	"github.com/dmvpn/dmvpn/clock"
 	"github.com/dmvpn/dmvpn/config"
 	"github.com/dmvpn/dmvpn/dataplane"
+	"github.com/dmvpn/dmvpn/esp"
 	"github.com/dmvpn/dmvpn/events"
 	"github.com/dmvpn/dmvpn/events/hooks"
 	"github.com/dmvpn/dmvpn/fib"
@@ -53,6 +54,11 @@ type Options struct {
 	Log   *slog.Logger
 	// ConfigPath is the file Reload re-reads; empty: Reload is refused.
 	ConfigPath string
+	// ListenIPsec opens the IPsec sockets when the ipsec section is
+	// present: transport GRE at port 0 is raw ESP (IP protocol 50), UDP
+	// at 4500 ESP-in-UDP and at 500 IKE. Nil opens the real ones (and a
+	// raw GRE socket that counts clear-text GRE).
+	ListenIPsec ListenFunc
 	// Levels, when set, are the levels of Log's handler
 	// (internal/logging): a reload that changes log-level or log-levels
 	// sets them.
@@ -98,6 +104,8 @@ type Node struct {
 	// routing brings routes from BGP and other daemons into the FIB and
 	// the kernel (routing.go); only the control loop touches it.
 	routing routing
+	// ipsec is the node's IPsec (ipsec.go), nil without an ipsec section.
+	ipsec *ipsecNode
 }
 
 // ctlQueue is the control queue's depth: at the engine's per-packet cost
@@ -161,7 +169,15 @@ func New(cfg *config.Config, opts Options) (n *Node, err error) {
 
 	// Underlay first: with a raw GRE socket open the kernel stops answering
 	// GRE with ICMP protocol-unreachable, so peers never see us half up.
+	if cfg.IPsec.Enabled() {
+		if err := n.openIPsec(); err != nil {
+			return nil, fmt.Errorf("node %s: %w", cfg.Name, err)
+		}
+	}
 	for _, t := range transports(cfg) {
+		if n.ipsec != nil {
+			break // the ESP layer's faces are the underlay
+		}
 		local := netip.AddrPortFrom(cfg.Tunnel.Source, 0)
 		if t == nbma.TransportUDP {
 			port := cfg.Tunnel.UDPPort
@@ -235,6 +251,7 @@ func New(cfg *config.Config, opts Options) (n *Node, err error) {
 		MaxSend:              engine.Rate{Packets: cfg.NHRP.MaxSend.Packets, Interval: cfg.NHRP.MaxSend.Interval},
 		MaxReceive:           engine.Rate{Packets: cfg.NHRP.MaxReceive.Packets, Interval: cfg.NHRP.MaxReceive.Interval},
 		Transport:            cfg.Tunnel.Transport,
+		UDPPort:              udpPort(cfg),
 		Shortcut:             cfg.NHRP.Shortcut,
 		Redirect:             cfg.NHRP.Redirect,
 		Routes:               n.fib,
@@ -298,13 +315,31 @@ func hmacKeys(cfg *config.Config) (*nhrp.HMACKeys, error) {
 // enginePeers is the engine's view of nhrp.nhs and nhrp.map.
 func enginePeers(cfg *config.Config) (nhs []engine.NHS, static []engine.StaticMap) {
 	for _, s := range cfg.NHRP.NHS {
-		nhs = append(nhs, engine.NHS{Protocol: s.Address, NBMA: s.Endpoint(), Transport: cfg.Tunnel.Transport})
+		nhs = append(nhs, engine.NHS{Protocol: s.Address, NBMA: endpoint(cfg, s.Endpoint()), Transport: cfg.Tunnel.Transport})
 	}
 	for _, m := range cfg.NHRP.Map {
-		static = append(static, engine.StaticMap{Protocol: m.Address, NBMA: m.Endpoint(),
+		static = append(static, engine.StaticMap{Protocol: m.Address, NBMA: endpoint(cfg, m.Endpoint()),
 			Transport: cfg.Tunnel.Transport, Multicast: m.Multicast})
 	}
 	return nhs, static
+}
+
+// udpPort is the port of the UDP transport: GRE-in-UDP's, or with IPsec
+// ESP-in-UDP's 4500.
+func udpPort(cfg *config.Config) uint16 {
+	if cfg.IPsec.Enabled() {
+		return esp.UDPPort
+	}
+	return gre.UDPPort
+}
+
+// endpoint is a configured peer endpoint as the data plane names it: with
+// IPsec, a UDP peer is on ESP-in-UDP's port 4500.
+func endpoint(cfg *config.Config, ep netip.AddrPort) netip.AddrPort {
+	if cfg.IPsec.Enabled() && ep.Port() != 0 {
+		return netip.AddrPortFrom(ep.Addr(), esp.UDPPort)
+	}
+	return ep
 }
 
 // nhsAddresses are the NHSes' overlay addresses, in preference order (the
@@ -427,12 +462,23 @@ func (n *Node) Run(ctx context.Context) error {
 	n.hooks.Start()
 	n.emit(events.Event{Time: n.clk.Now(), Type: events.NodeUp, Reason: n.Role()})
 	n.engine.Start(n.clk.Now())
+	if n.ipsec != nil {
+		go n.runIKE500()
+		if n.ipsec.clearGRE != nil {
+			go n.runClearGRE()
+		}
+	}
 
 	var runErr error
 	var timer clock.Timer
 loop:
 	for {
 		next := n.engine.NextDeadline()
+		if n.ipsec != nil {
+			if t := n.ipsecDeadline(); !t.IsZero() && (next.IsZero() || t.Before(next)) {
+				next = t
+			}
+		}
 		if timer != nil {
 			timer.Stop()
 			timer = nil
@@ -449,8 +495,19 @@ loop:
 			break loop
 		case <-n.wake:
 			n.engine.Tick(n.clk.Now())
+			if n.ipsec != nil {
+				n.tickIPsec(n.clk.Now())
+				n.drainIPsecRequests()
+			}
 		case m := <-n.ctl:
 			n.handleQueued(m)
+		case m := <-n.ikeChan():
+			n.handleIKE(m)
+		case peer := <-n.needChan():
+			n.initiateFor(peer)
+			n.drainIPsecRequests()
+		case spi := <-n.softChan():
+			n.rekeyChild(spi)
 		case <-n.bgpChanges():
 			n.drainBGP()
 		case <-n.kernelChanges():
@@ -472,6 +529,9 @@ loop:
 	// run over are still there.
 	n.stopBGP()
 	n.engine.Shutdown(n.clk.Now())
+	if n.ipsec != nil {
+		n.shutdownIPsec(n.clk.Now())
+	}
 	n.closeAll()
 	wg.Wait()
 	n.emit(events.Event{Time: n.clk.Now(), Type: events.NodeDown})
@@ -490,6 +550,7 @@ func (n *Node) closeAll() {
 	for _, c := range n.conns {
 		errs = append(errs, c.Close())
 	}
+	n.closeIPsec()
 	if n.dev != nil {
 		errs = append(errs, n.dev.Close())
 	}

@@ -133,6 +133,9 @@ func (tn *testNet) start(yaml string, lans ...string) *testNode {
 		Listen: func(local netip.AddrPort, t nbma.Transport) (underlay.Conn, error) {
 			return tn.net.Listen(local, t)
 		},
+		ListenIPsec: func(local netip.AddrPort, t nbma.Transport) (underlay.Conn, error) {
+			return tn.net.Listen(local, t)
+		},
 		Clock: tn.rclk,
 		Log:   slog.New(slog.NewTextHandler(io.MultiWriter(logs), &slog.HandlerOptions{Level: slog.LevelDebug})),
 	})

@@ -62,6 +62,9 @@ func (n *Node) DMVPN() api.DMVPN {
 			}
 		}
 		p.UpDown = api.UpDown(now.Sub(p.Since))
+		if n.ipsec != nil {
+			p.Crypto = n.ipsec.layer.PeerState(e.NBMA)
+		}
 		d.Peers = append(d.Peers, p)
 	}
 	return d

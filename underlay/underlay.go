@@ -28,6 +28,11 @@ type Datagram struct {
 	Off  int
 	Len  int
 	Peer netip.AddrPort
+	// Shared says that other datagrams of the batch point at the same
+	// payload bytes (one multicast packet replicated to many peers): a
+	// Conn that transforms payloads in place (ipsec's ESP faces) must
+	// work on a copy. Sockets only read payloads and ignore it.
+	Shared bool
 }
 
 // Payload returns the datagram's payload.

@@ -151,6 +151,9 @@ func configSummary(c *config.Config) string {
 			fmt.Fprintf(&b, " (dynamic neighbors from %s)", c.BGP.DynamicNeighbors[0].Prefix)
 		}
 	}
+	if c.IPsec.Enabled() {
+		fmt.Fprintf(&b, ", %s", c.IPsec.Summary())
+	}
 	fmt.Fprintf(&b, ", api-socket %s", c.APISocket)
 	return b.String()
 }

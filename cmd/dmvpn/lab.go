@@ -20,6 +20,8 @@ func newLabCmd() *cobra.Command {
 		prefix string
 		dir    string
 		wait   time.Duration
+		// noIPsec turns off the lab's default IPsec.
+		noIPsec bool
 	)
 	cmd := &cobra.Command{
 		Use:   "lab",
@@ -27,12 +29,18 @@ func newLabCmd() *cobra.Command {
 		Long: `dmvpn lab builds, on this machine, a DMVPN hub and three spokes, each with one
 LAN host behind it, in network namespaces joined by an "internet" router
 namespace. spoke3 sits behind a NAT namespace (masquerade that drops GRE and
-ESP, like a home router), so it uses GRE-in-UDP; the others use GRE. The hub
-runs transport gre and, as a hub, also listens on GRE-in-UDP port 4754.
+ESP, like a home router), so it uses a UDP transport; the others use raw IP.
+Every tunnel is protected by IPsec (IKEv2 with a pre-shared key, ESP
+AES-128-GCM in transport mode): raw ESP between the nodes on the internet,
+ESP-in-UDP on port 4500 with spoke3, found by IKE's NAT detection. Each
+node writes its SAs' keys to <dir>/<node>.keys, so a capture of the
+underlay decrypts in tshark or Wireshark. --no-ipsec runs clear GRE
+instead (GRE-in-UDP on port 4754 for spoke3).
 
 It writes a config per node, starts a dmvpn daemon per node (this binary),
 waits until the LAN hosts reach each other through the hub, prints a PASS or
-FAIL line per check and "show dmvpn" of every node, then tears everything
+FAIL line per check, "show dmvpn" of every node and "show ipsec" of the hub,
+then tears everything
 down. With --keep it leaves the lab up for exploring; "dmvpn lab down"
 removes it. It exits non-zero if a check failed.
 
@@ -66,6 +74,7 @@ the lab's own namespaces.`,
 				Dir:    dir,
 				Binary: self,
 				Phase:  phase,
+				IPsec:  !noIPsec,
 			}, lab.RunOptions{
 				Keep: keep,
 				Wait: wait,
@@ -75,6 +84,7 @@ the lab's own namespaces.`,
 	}
 	f := cmd.Flags()
 	f.BoolVar(&keep, "keep", false, "leave the lab up afterwards (remove it with: dmvpn lab down)")
+	f.BoolVar(&noIPsec, "no-ipsec", false, "run the tunnels as clear GRE, without IKEv2 and ESP")
 	f.IntVar(&phase, "phase", lab.DefaultPhase, "DMVPN phase of the configs: 1 (hub-and-spoke routes), 2, or 3 (hub redirect, spoke shortcut)")
 	f.StringVar(&prefix, "prefix", lab.DefaultPrefix, "namespace name prefix (namespaces are <prefix>-<node>); use another to run labs side by side")
 	f.StringVar(&dir, "dir", "", "directory for configs, logs, sockets and state (default "+lab.DefaultRunDir+"/<prefix>)")

@@ -14,7 +14,7 @@ func newShowCmd() *cobra.Command {
 	var file, socket string
 	var asJSON bool
 	cmd := &cobra.Command{
-		Use:   "show dmvpn|nhrp|routes|bgp [routes]|stats|metrics",
+		Use:   "show dmvpn|nhrp|routes|bgp [routes]|ipsec|stats|metrics",
 		Short: "Show a running node's peers, NHRP cache, routes, BGP, counters or Prometheus metrics",
 		Long: `Ask a running node, over its API socket (found from its config with -c, or
 given with -s), for one view:
@@ -24,10 +24,12 @@ given with -s), for one view:
   routes   the overlay forwarding table: every source's route, and which wins
   bgp      BGP neighbors (state, uptime, prefixes, why a session is down);
            "bgp routes": the BGP table with next hops
+  ipsec    IKE SAs and Child (ESP) SAs: peer, identities, algorithms, SPIs,
+           age, packets/bytes, replay drops; and the IPsec counters
   stats    data plane and NHRP counters, drops by reason (JSON)
   metrics  the Prometheus text exposition
 
---json prints the dmvpn, nhrp, routes and bgp views as JSON. The socket is mode
+--json prints the dmvpn, nhrp, routes, bgp and ipsec views as JSON. The socket is mode
 0660, owned by whoever runs the node (root under systemd).`,
 		Example: `  dmvpn show dmvpn -c /etc/dmvpn/spoke1.yaml
   dmvpn show nhrp -s /run/dmvpn/spoke1.sock --json
@@ -39,7 +41,7 @@ given with -s), for one view:
 			}
 			return cobra.ExactArgs(1)(cmd, args)
 		},
-		ValidArgs: []string{"dmvpn", "nhrp", "routes", "bgp", "stats", "metrics"},
+		ValidArgs: []string{"dmvpn", "nhrp", "routes", "bgp", "ipsec", "stats", "metrics"},
 		RunE: func(cmd *cobra.Command, args []string) error {
 			path, err := socketPath(file, socket)
 			if err != nil {
@@ -59,6 +61,8 @@ given with -s), for one view:
 				v = &[]api.Route{}
 			case "bgp":
 				v = &api.BGP{}
+			case "ipsec":
+				v = &api.IPsec{}
 			case "stats":
 				v = &api.Stats{}
 			case "metrics":
@@ -71,7 +75,7 @@ given with -s), for one view:
 				_, err = out.Write(raw)
 				return err
 			default:
-				return fmt.Errorf("unknown view %q (valid: dmvpn, nhrp, routes, bgp, stats, metrics)", args[0])
+				return fmt.Errorf("unknown view %q (valid: dmvpn, nhrp, routes, bgp, ipsec, stats, metrics)", args[0])
 			}
 			raw, err := c.Get(ctx, args[0], v)
 			if err != nil {
@@ -88,6 +92,8 @@ given with -s), for one view:
 				api.RenderNHRP(out, *x, time.Now())
 			case *[]api.Route:
 				api.RenderRoutes(out, *x)
+			case *api.IPsec:
+				api.RenderIPsec(out, *x)
 			case *api.BGP:
 				if len(args) == 2 {
 					api.RenderBGPRoutes(out, *x)

@@ -50,7 +50,7 @@ func (e *Engine) sendAuth(now time.Time, sa *ikeSA) {
 		if !e.cfg.TunnelMode {
 			b.Notify(&ikev2.Notify{Type: ikev2.NotifyUseTransportMode})
 		}
-		b.SA(espSAPayload(e.cfg.ESPProposals, spi))
+		b.SA(espSAPayload(e.cfg.ESPProposals, spi, 0))
 		b.TSi(hostTS(e.cfg.Local))
 		b.TSr(hostTS(sa.key.Addr()))
 	})

@@ -44,10 +44,55 @@
 // What is dropped is counted by reason (Stats.Dropped); nothing a peer
 // sends makes an SA come up without a verified AUTH payload.
 //
-// Not yet (later steps, room left): CREATE_CHILD_SA (rekeying Child and IKE
-// SAs with the §2.8 collision rules; such requests are answered with
-// NO_ADDITIONAL_SAS), EAP, certificates, fragmentation, lifetimes enforced
-// by the engine (they are reported in ChildSAUp).
+// # Rekeying and lifetimes
+//
+// CREATE_CHILD_SA rekeys the Child SA (REKEY_SA, new nonces, a KE payload
+// when Config.PFSGroup is set; RFC 7296 §1.3.3, §2.17) and the IKE SA (new
+// SPIs, KE always, SKEYSEED from the old SK_d, message IDs from 0 on the
+// new SA; §1.3.2, §2.18), in both roles. A CREATE_CHILD_SA for a further
+// Child SA is answered NO_ADDITIONAL_SAS: DMVPN has one pair per peer.
+//
+// Lifetimes: each SA is rekeyed at 90 % of its lifetime (ChildLifetime,
+// IKELifetime) less a random jitter of up to 10 %, i.e. in [0.8, 0.9) of
+// it, by whichever peer's time comes first (both run the rule); RekeyChild
+// rekeys at once (the node's answer to an ESP soft limit), RekeyIKE too.
+// An SA still not replaced at its lifetime is deleted ("lifetime expired:
+// not rekeyed"). A rekey request without an answer after the
+// retransmissions means the peer is dead: IKESADown, as for DPD.
+//
+// What the data plane sees of a Child SA rekey, make before break:
+//
+//	rekey initiator: ChildSAUp(new, Replaces=old, Standby=false): install
+//	                 it and send on it now; then ChildSADown(old,
+//	                 Reason "rekeyed", ReplacedBy=new), and our Delete of
+//	                 old goes to the peer.
+//	rekey responder: ChildSAUp(new, Replaces=old, Standby=true): install the
+//	                 inbound SA, keep sending on old; then, when the peer's
+//	                 Delete of old arrives (or 2 s later without it),
+//	                 ChildSAActive(new): send on it now; at the Delete,
+//	                 ChildSADown(old, "rekeyed", ReplacedBy=new).
+//
+// So at every moment one outbound SA per peer is in use (the one of the
+// last ChildSAUp without Standby, or of the last ChildSAActive), and a
+// ChildSADown of a rekey never names it. The data plane keeps an old
+// inbound SA a few seconds after its ChildSADown for packets in flight.
+// An IKE SA rekey reports IKESARekeyed (new SPIs, the old ones in OldSPIi
+// and OldSPIr) and no Child SA events: the Child SAs move unchanged.
+//
+// Collisions. Both peers rekeying the same Child SA (or the IKE SA) at
+// once: both exchanges complete, and the SA made with the lowest of the
+// four nonces is redundant (§2.8.1, §2.8.2). The node that made it deletes
+// it without ever reporting it; the other node reported it as a standby
+// SA and gets ChildSADown ("redundant: simultaneous rekey") when the
+// Delete comes, never a ChildSAActive. The survivor's initiator deletes the
+// old SA. A rekey of a Child SA we already deleted is answered
+// CHILD_SA_NOT_FOUND; TEMPORARY_FAILURE answers a rekey while the IKE SA
+// is being deleted or rekeyed, a Child SA rekey while we rekey the IKE SA
+// and an IKE SA rekey while we rekey a Child SA (§2.25); a refused rekey is
+// tried again after a random 1 to 3 s.
+//
+// Not yet (later steps, room left): EAP, certificates, fragmentation,
+// reauthentication.
 package engine
 
 import (
@@ -111,10 +156,27 @@ type Config struct {
 	// (the default); tunnel mode is for peers that cannot do it.
 	TunnelMode bool
 
-	// ChildLifetime and ChildLifetimeKB are reported with each Child SA
-	// (Cisco's defaults: 3600 s, 4,608,000 KB); 0: those.
+	// ChildLifetime and ChildLifetimeKB are each Child SA's limits
+	// (Cisco's defaults: 3600 s, 4,608,000 KB); 0: those. The engine
+	// rekeys a Child SA before ChildLifetime (see Engine, "Lifetimes") and
+	// deletes it at that age if no rekey succeeded; the octet limit is the
+	// data plane's (esp.Lifetime in ChildSA.Limits), which calls
+	// RekeyChild at the soft limit.
 	ChildLifetime   time.Duration
 	ChildLifetimeKB uint64
+	// IKELifetime is the IKE SA's: rekeyed before, deleted at that age if
+	// no rekey succeeded. 0: 24 hours (Cisco's 86,400 s).
+	IKELifetime time.Duration
+	// PFSGroup, when set, makes Child SA rekeys carry a KE payload of this
+	// group (perfect forward secrecy), and is required of the peer's
+	// rekeys. 0: no PFS asked for (Cisco's default); a peer's rekey with
+	// PFS is still accepted with any group we implement that it proposes.
+	PFSGroup ikecrypto.Group
+	// ExportKeys puts each IKE SA's keys in its IKESAUp and IKESARekeyed
+	// events (Event.IKEKeys), for a key log that lets Wireshark decrypt
+	// the exchanges. Off by default: keys leave the engine only in Child
+	// SA events, for the data plane.
+	ExportKeys bool
 
 	// DPDInterval: an established SA whose peer sent nothing (IKE or, per
 	// Traffic, ESP) for this long gets an empty INFORMATIONAL; a peer that
@@ -160,6 +222,18 @@ const (
 	defaultMaxIKESAs       = 16384
 	defaultChildLifetime   = 3600 * time.Second
 	defaultChildLifetimeKB = 4608000
+	defaultIKELifetime     = 24 * time.Hour
+	// minLifetime keeps rekey times sane (a rekey takes a round trip).
+	minLifetime = 10 * time.Second
+	// standbyFallback is how long a rekey responder keeps sending on the
+	// old Child SA when the initiator's Delete of it does not come.
+	standbyFallback = 2 * time.Second
+	// tempFailRetry is the range of the random delay before a rekey the
+	// peer answered TEMPORARY_FAILURE is tried again (RFC 7296 §2.25).
+	tempFailMin, tempFailSpread = time.Second, 2 * time.Second
+	// rekeyRetry is how long after another refusal a rekey is retried
+	// (until the hard lifetime ends the SA).
+	rekeyRetry = 30 * time.Second
 	// MaxMessage is the longest IKE message handled (RFC 7296 §2 asks for
 	// 1,280 at least; without fragmentation nothing real is near this).
 	MaxMessage = 16384
@@ -172,7 +246,8 @@ const (
 	// maxQueued bounds the requests waiting behind the outstanding one
 	// (window 1): deletes and DPD never need more.
 	maxQueued = 4
-	// maxChildren bounds the Child SAs of one IKE SA (one in this step).
+	// maxChildren bounds the Child SAs of one IKE SA: one, its rekey's
+	// replacement, the redundant one of a collision, one spare.
 	maxChildren = 4
 	// maxInitRetries bounds COOKIE and INVALID_KE_PAYLOAD retries.
 	maxInitRetries = 3
@@ -190,6 +265,8 @@ var (
 	ErrFull = errors.New("ikev2 engine: too many IKE SAs")
 	// ErrNoSA: no SA with the peer (or SPI).
 	ErrNoSA = errors.New("ikev2 engine: no such SA")
+
+	errTooManyChildren = errors.New("ikev2 engine: too many Child SAs on the IKE SA")
 )
 
 // Stats counts what the engine did.
@@ -208,6 +285,10 @@ type Stats struct {
 	Established, Failed, Dead uint64
 	// Collisions counts simultaneous initiations resolved (either way).
 	Collisions uint64
+	// ChildRekeys and IKERekeys count rekeys completed (either role);
+	// RekeyCollisions simultaneous rekeys resolved (RFC 7296 §2.8.1,
+	// §2.8.2), counted by each node that saw both halves.
+	ChildRekeys, IKERekeys, RekeyCollisions uint64
 	// IKESAs, HalfOpen and ChildSAs are the current table sizes.
 	IKESAs, HalfOpen, ChildSAs int
 	// Dropped counts dropped datagrams by reason (index: DropReason).
@@ -290,6 +371,18 @@ func New(cfg Config, s Sender, log *slog.Logger) (*Engine, error) {
 	}
 	if cfg.ChildLifetimeKB == 0 {
 		cfg.ChildLifetimeKB = defaultChildLifetimeKB
+	}
+	if cfg.IKELifetime == 0 {
+		cfg.IKELifetime = defaultIKELifetime
+	}
+	if cfg.ChildLifetime < minLifetime || cfg.IKELifetime < minLifetime {
+		return nil, fmt.Errorf("ikev2 engine: lifetimes %v (Child SA) and %v (IKE SA): at least %v", cfg.ChildLifetime,
+			cfg.IKELifetime, minLifetime)
+	}
+	if cfg.PFSGroup != 0 {
+		if err := cfg.PFSGroup.Valid(); err != nil {
+			return nil, fmt.Errorf("ikev2 engine: PFS group: %w", err)
+		}
 	}
 	if cfg.RetransmitBase <= 0 {
 		cfg.RetransmitBase = defaultRetransmitBase
@@ -494,6 +587,13 @@ func (e *Engine) Tick(now time.Time) time.Time {
 		if !ok {
 			break
 		}
+		switch k.kind {
+		case timerChildRekey, timerChildExpire, timerChildFallback:
+			if c := e.byChild[uint32(k.spi)]; c != nil && c.ike != nil {
+				e.childTimer(now, k.kind, c)
+			}
+			continue
+		}
 		sa := e.bySPI[k.spi]
 		if sa == nil {
 			continue
@@ -508,6 +608,8 @@ func (e *Engine) Tick(now time.Time) time.Time {
 			}
 		case timerDPD:
 			e.dpdTimer(now, sa)
+		case timerIKERekey, timerIKEExpire, timerLinger:
+			e.ikeTimer(now, k.kind, sa)
 		}
 	}
 	return e.nextDeadline()
@@ -539,8 +641,15 @@ func (e *Engine) Initiate(now time.Time, peer netip.AddrPort) error {
 		return fmt.Errorf("ikev2 engine: initiate to %v: no address and port", peer)
 	}
 	for _, o := range e.byKey[peer] {
-		if o.state != stateDeleting {
+		if o.state != stateDeleting && o.state != stateRekeyed {
 			return fmt.Errorf("initiate to %v: %w", peer, ErrExists)
+		}
+	}
+	// An SA that moved there (the float to 4500, a NAT's new mapping) is
+	// one with this peer too. O(SAs): an API call, not a packet's work.
+	for _, o := range e.bySPI {
+		if o.peer == peer && o.key != peer && o.state != stateDeleting && o.state != stateRekeyed {
+			return fmt.Errorf("initiate to %v (where the SA with %v moved): %w", peer, o.key, ErrExists)
 		}
 	}
 	if len(e.bySPI) >= e.cfg.MaxIKESAs {
@@ -598,9 +707,54 @@ func (e *Engine) DeleteChild(now time.Time, spi uint32, reason string) error {
 	if c == nil || c.ike == nil || c.ike.state != stateEstablished {
 		return fmt.Errorf("delete child SA %08x: %w", spi, ErrNoSA)
 	}
-	sa := c.ike
-	e.removeChild(now, sa, c, reason)
-	e.queueRequest(now, sa, &request{kind: reqDeleteChild, spis: []uint32{spi}})
+	e.deleteChild(now, c, reason)
+	return nil
+}
+
+// RekeyChild rekeys the Child SA with inbound SPI inboundSPI now (the node
+// calls it when the ESP SA's soft octet or packet limit is reached,
+// esp.SA.SoftExpired; the engine rekeys by time on its own). nil also
+// when a rekey of it is already under way or it is being replaced; ErrNoSA
+// when there is no such SA up.
+func (e *Engine) RekeyChild(now time.Time, inboundSPI uint32) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	c := e.byChild[inboundSPI]
+	if c == nil || c.ike == nil || c.ike.state != stateEstablished {
+		return fmt.Errorf("rekey child SA %08x: %w", inboundSPI, ErrNoSA)
+	}
+	if err := e.startChildRekey(now, c.ike, c); err != nil {
+		return fmt.Errorf("rekey child SA %08x: %w", inboundSPI, err)
+	}
+	return nil
+}
+
+// RekeyIKE rekeys the established IKE SA with the peer endpoint (as Delete
+// finds it) now. nil also when a rekey is already under way; ErrNoSA when
+// none is established.
+func (e *Engine) RekeyIKE(now time.Time, peer netip.AddrPort) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	peer = netip.AddrPortFrom(peer.Addr().Unmap(), peer.Port())
+	var sa *ikeSA
+	for _, o := range e.byKey[peer] {
+		if o.state == stateEstablished && o.announced {
+			sa = o
+		}
+	}
+	if sa == nil {
+		for _, o := range e.bySPI {
+			if o.peer == peer && o.state == stateEstablished && o.announced {
+				sa = o
+			}
+		}
+	}
+	if sa == nil {
+		return fmt.Errorf("rekey IKE SA with %v: %w", peer, ErrNoSA)
+	}
+	if err := e.startIKERekey(now, sa); err != nil {
+		return fmt.Errorf("rekey IKE SA with %v: %w", peer, err)
+	}
 	return nil
 }
 
@@ -622,9 +776,32 @@ type SAStatus struct {
 	RemoteID   Identity
 	NAT        NAT
 	Suite      ikecrypto.Suite
-	Children   int
-	Created    time.Time
-	LastRx     time.Time
+	// Group is the Diffie-Hellman group of the exchange that made the
+	// SA's keys (IKE_SA_INIT, or its rekey).
+	Group ikecrypto.Group
+	// NumChildren is len(Children).
+	NumChildren int
+	Children    []ChildStatus
+	Created     time.Time
+	LastRx      time.Time
+	// RekeyAt is when the engine rekeys the SA next (zero: not planned,
+	// e.g. being set up or deleted); Expires its hard lifetime.
+	RekeyAt, Expires time.Time
+}
+
+// ChildStatus is one Child SA of an IKE SA as `show` reports it.
+type ChildStatus struct {
+	InboundSPI, OutboundSPI uint32
+	Transform               esp.Transform
+	ESN                     bool
+	Mode                    Mode
+	UDPEncap                bool
+	PFS                     ikecrypto.Group
+	// State: "active" (its outbound SA is the one in use), "standby" (a
+	// rekey's new SA, outbound not yet in use), "replaced" (its successor's
+	// is; waiting for the Delete) or "redundant" (lost a rekey collision).
+	State                     string
+	Created, RekeyAt, Expires time.Time
 }
 
 // SAs lists the IKE SAs (for `show`; O(SAs)).
@@ -633,9 +810,23 @@ func (e *Engine) SAs() []SAStatus {
 	defer e.mu.Unlock()
 	out := make([]SAStatus, 0, len(e.bySPI))
 	for _, sa := range e.bySPI {
-		out = append(out, SAStatus{Peer: sa.peer, SPIi: ikev2.SPI(sa.spiI), SPIr: ikev2.SPI(sa.spiR),
+		st := SAStatus{Peer: sa.peer, SPIi: ikev2.SPI(sa.spiI), SPIr: ikev2.SPI(sa.spiR),
 			Initiator: sa.initiator, State: sa.state.String(), RemoteID: sa.remoteID, NAT: sa.nat,
-			Suite: sa.suite, Children: len(sa.children), Created: sa.created, LastRx: sa.lastRx})
+			Suite: sa.suite, Group: sa.group, NumChildren: len(sa.children), Created: sa.created, LastRx: sa.lastRx,
+			Expires: sa.expires}
+		if sa.state == stateEstablished {
+			st.RekeyAt = sa.rekeyAt
+		}
+		for _, c := range sa.children {
+			cs := ChildStatus{InboundSPI: c.inSPI, OutboundSPI: c.outSPI, Transform: c.info.Transform, ESN: c.info.ESN,
+				Mode: c.info.Mode, UDPEncap: c.info.UDPEncap, PFS: c.info.PFS, State: c.state.String(),
+				Created: c.created, Expires: c.expires}
+			if c.state == childActive && c.successor == nil {
+				cs.RekeyAt = c.rekeyAt
+			}
+			st.Children = append(st.Children, cs)
+		}
+		out = append(out, st)
 	}
 	return out
 }
@@ -681,6 +872,27 @@ func (e *Engine) newChildSPI() (uint32, error) {
 		}
 	}
 	return 0, errors.New("ikev2 engine: no free ESP SPI")
+}
+
+// randDuration returns a uniformly random duration in [0, d) (0 when the
+// random source fails: a rekey without jitter is still a rekey).
+func (e *Engine) randDuration(d time.Duration) time.Duration {
+	var b [8]byte
+	if d <= 0 || e.random(b[:]) != nil {
+		return 0
+	}
+	return time.Duration(binary.BigEndian.Uint64(b[:]) % uint64(d))
+}
+
+// rekeyTime is when an SA of lifetime l made at t is rekeyed: at 90 % of
+// l less a random jitter of up to 10 % of l, i.e. in [0.8 l, 0.9 l)
+// (strongSwan's rekey_time = 0.9 life with rand_time = 0.1 life). Both
+// peers run this rule for the same SA; whoever's time comes first rekeys
+// it, and the other sees it replaced (or, at the same moment, the
+// collision rules of RFC 7296 §2.8 apply). The jitter keeps collisions
+// rare and a hub's rekeys spread out.
+func (e *Engine) rekeyTime(t time.Time, l time.Duration) time.Time {
+	return t.Add(l - l/10 - e.randDuration(l/10))
 }
 
 func (e *Engine) nonce() ([]byte, error) {

@@ -8,6 +8,7 @@ import (
 
 	"github.com/dmvpn/dmvpn/esp"
 	"github.com/dmvpn/dmvpn/ikev2"
+	ikecrypto "github.com/dmvpn/dmvpn/ikev2/crypto"
 )
 
 // EventType is what happened to an SA.
@@ -30,10 +31,19 @@ const (
 	// ChildSAFailed: the IKE SA came up but the peer refused the Child SA
 	// (NO_PROPOSAL_CHOSEN, TS_UNACCEPTABLE), or we refused its answer.
 	ChildSAFailed
+	// IKESARekeyed: the IKE SA was rekeyed (RFC 7296 §2.18): SPIi and
+	// SPIr are the new SA's, OldSPIi and OldSPIr the old one's, Initiator
+	// says whether we initiated the rekey (the new SA's initiator). Its
+	// Child SAs moved to the new SA unchanged: no Child SA events.
+	IKESARekeyed
+	// ChildSAActive: send on this Child SA's outbound SA from now on (it
+	// came up with Standby set). Child holds its SPIs, no keys.
+	ChildSAActive
 )
 
 var eventNames = [...]string{IKESAUp: "ike-sa-up", IKESADown: "ike-sa-down", IKESAFailed: "ike-sa-failed",
-	ChildSAUp: "child-sa-up", ChildSADown: "child-sa-down", ChildSAFailed: "child-sa-failed"}
+	ChildSAUp: "child-sa-up", ChildSADown: "child-sa-down", ChildSAFailed: "child-sa-failed",
+	IKESARekeyed: "ike-sa-rekeyed", ChildSAActive: "child-sa-active"}
 
 func (t EventType) String() string {
 	if int(t) < len(eventNames) && eventNames[t] != "" {
@@ -99,10 +109,25 @@ type ChildSA struct {
 	ESN           bool
 	Inbound       SAKeys
 	Outbound      SAKeys
-	// Lifetime is the Child SA's time limit (the data plane or a later
-	// rekey acts on it); Limits its octet limits for esp.Config.
+	// Lifetime is the Child SA's time limit: the engine rekeys it before
+	// (and deletes it at) that age. Limits are its octet limits for
+	// esp.Config: at the soft one the node calls Engine.RekeyChild.
 	Lifetime time.Duration
 	Limits   esp.Lifetime
+	// PFS is the Diffie-Hellman group of the rekey that made it (0: no
+	// perfect forward secrecy, the keys come from SK_d alone).
+	PFS ikecrypto.Group
+
+	// Replaces, in ChildSAUp, is the inbound SPI of the Child SA this one
+	// replaces (a rekey, RFC 7296 §2.8); 0 for a first Child SA.
+	Replaces uint32
+	// ReplacedBy, in ChildSADown, is the inbound SPI of the Child SA that
+	// replaced this one (0: it was not rekeyed but deleted).
+	ReplacedBy uint32
+	// Standby, in ChildSAUp: install the inbound SA now, but keep sending
+	// on the SA it replaces until ChildSAActive names this one (the rekey
+	// responder's side: the initiator may not have the new SA yet).
+	Standby bool
 }
 
 // InboundConfig is the esp.Config of the inbound SA (esp.NewInbound).
@@ -124,9 +149,15 @@ type Event struct {
 	// Peer is the peer's IKE endpoint as the SA knows it now.
 	Peer netip.AddrPort
 	// SPIi and SPIr are the IKE SA's SPIs; Initiator says whether we are
-	// its original initiator.
+	// its original initiator (of a rekeyed SA: of the rekey).
 	SPIi, SPIr ikev2.SPI
 	Initiator  bool
+	// OldSPIi and OldSPIr, in IKESARekeyed, are the replaced SA's SPIs.
+	OldSPIi, OldSPIr ikev2.SPI
+	// IKEKeys, in IKESAUp and IKESARekeyed with Config.ExportKeys, are the
+	// IKE SA's SK payload keys (a fresh copy), for Wireshark's
+	// ikev2_decryption_table.
+	IKEKeys *ikecrypto.IKEKeyLog
 	// RemoteID is the peer's authenticated identity (zero before AUTH).
 	RemoteID Identity
 	NAT      NAT

@@ -34,6 +34,8 @@ type fuzzRig struct {
 	// started counts handshakes the fuzzer started through Initiate: each
 	// may legitimately bring one more SA up in match mode.
 	started int
+	// planes follow each node's events as a data plane would.
+	planes map[*node]*plane
 }
 
 func newFuzzRig(t testing.TB, match bool) *fuzzRig {
@@ -44,7 +46,7 @@ func newFuzzRig(t testing.TB, match bool) *fuzzRig {
 	if match {
 		ic.PSK = rc.PSK
 	}
-	g := &fuzzRig{n: n, match: match, rBound: rc}
+	g := &fuzzRig{n: n, match: match, rBound: rc, planes: map[*node]*plane{}}
 	g.r = n.add(hubAddr, rc)
 	g.i = n.add(spokeAddr, ic)
 	if err := g.i.eng.Initiate(n.now, hubEP); err != nil {
@@ -114,7 +116,7 @@ func (g *fuzzRig) step(data []byte) []byte {
 		g.r.eng.Tick(n.now)
 		g.i.eng.Tick(n.now)
 	case 6: // API calls
-		switch arg % 4 {
+		switch arg % 6 {
 		case 0:
 			if to.eng.Initiate(n.now, from) == nil {
 				g.started++
@@ -128,6 +130,14 @@ func (g *fuzzRig) step(data []byte) []byte {
 		case 3:
 			for _, c := range to.liveChildren() {
 				to.eng.Traffic(n.now, c.Inbound.SPI)
+			}
+		case 4:
+			for _, c := range to.liveChildren() {
+				_ = to.eng.RekeyChild(n.now, c.Inbound.SPI)
+			}
+		case 5:
+			for _, s := range to.established() {
+				_ = to.eng.RekeyIKE(n.now, s.Peer)
 			}
 		}
 	case 7: // drop what is queued
@@ -169,13 +179,27 @@ func (g *fuzzRig) check(t *testing.T) {
 			t.Fatalf("timer heap %d for %d timers", e.timers.HeapLen(), e.timers.Live())
 		}
 		e.mu.Unlock()
-		ups := len(nd.of(IKESAUp))
-		if !g.match && (ups > 0 || len(nd.of(ChildSAUp)) > 0) {
+		ups, firsts := len(nd.of(IKESAUp)), 0
+		for _, ev := range nd.of(ChildSAUp) {
+			if ev.Child.Replaces == 0 {
+				firsts++
+			}
+		}
+		if !g.match && (ups > 0 || len(nd.of(ChildSAUp)) > 0 || len(nd.of(IKESARekeyed)) > 0) {
 			t.Fatalf("%s: an SA came up with mismatched keys: %s", nd.addr, types(nd.events))
 		}
-		if g.match && (ups > 1+g.started || len(nd.of(ChildSAUp)) > 1+g.started) {
+		if g.match && (ups > 1+g.started || firsts > 1+g.started) {
 			t.Fatalf("%s: more SAs up than handshakes: %s", nd.addr, types(nd.events))
 		}
+		// The event stream stays one a data plane can follow: Child SAs
+		// up once, active only from standby, down only when up, replaced
+		// by one that is up (plane.follow fails the test otherwise).
+		p := g.planes[nd]
+		if p == nil {
+			p = newPlane(t, nd.addr.String())
+			g.planes[nd] = p
+		}
+		p.follow(nd)
 	}
 }
 
@@ -186,6 +210,9 @@ func FuzzEngine(f *testing.F) {
 	f.Add([]byte{0, 0, 4, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0})
 	f.Add([]byte{0, 4, 3, 2, 0, 0, 40, 8, 0, 12, 1, 10, 50, 13, 3})
 	f.Add([]byte{1, 4, 5, 2, 0, 1, 8, 0, 12, 0, 10, 100, 10, 100, 10, 100})
+	// Established, then rekeys (Child, IKE, both sides, crossing), time.
+	f.Add([]byte{1, 4, 2, 2, 0, 0, 8, 0, 12, 4, 13, 4, 8, 0, 10, 30, 12, 5, 13, 5, 8, 0, 10, 200, 10, 200})
+	f.Add([]byte{1, 4, 2, 2, 0, 0, 8, 0, 13, 4, 8, 0, 12, 5, 14, 0, 8, 0, 10, 50, 12, 1, 8, 0, 10, 200})
 	f.Fuzz(func(t *testing.T, data []byte) {
 		if len(data) < 1 || len(data) > 4096 {
 			return

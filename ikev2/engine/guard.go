@@ -99,11 +99,18 @@ const (
 	timerRetransmit timerKind = iota + 1 // resend our outstanding request, or give up
 	timerHalfOpen                        // a responder's half-open SA waited too long for IKE_AUTH
 	timerDPD                             // is the peer idle long enough for a liveness check?
+	timerIKERekey                        // the IKE SA's rekey time (or a retry of its rekey)
+	timerIKEExpire                       // the IKE SA's hard lifetime
+	timerLinger                          // a rekeyed IKE SA waited long enough for the peer's Delete
+	// Child SA timers: spi is the Child SA's inbound SPI.
+	timerChildRekey    // the Child SA's rekey time (or a retry)
+	timerChildExpire   // its hard lifetime
+	timerChildFallback // a standby SA waited long enough for the old one's Delete; a redundant one for its own
 )
 
 type timerKey struct {
 	kind timerKind
-	spi  uint64 // our SPI of the SA
+	spi  uint64 // our SPI of the IKE SA; a Child SA's inbound SPI
 }
 
 // timers is the engine's deadline table (internal/deadline).

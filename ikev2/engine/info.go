@@ -22,21 +22,13 @@ func (e *Engine) request(now time.Time, sa *ikeSA, from netip.AddrPort, natt boo
 		}
 		e.authRequest(now, sa, from, natt, m)
 	case ikev2.ExchangeInformational:
-		if sa.state != stateEstablished && sa.state != stateDeleting {
+		if sa.state != stateEstablished && sa.state != stateDeleting && sa.state != stateRekeyed {
 			e.drop(now, DropUnexpected, from, "INFORMATIONAL request in state "+sa.state.String())
 			return
 		}
 		e.infoRequest(now, sa, from, natt, m)
 	case ikev2.ExchangeCreateChildSA:
-		if sa.state != stateEstablished {
-			e.drop(now, DropUnexpected, from, "CREATE_CHILD_SA request in state "+sa.state.String())
-			return
-		}
-		// Rekeying is a later step: refuse politely, the SA stays (the
-		// peer will make a new IKE SA when its own lifetime runs out).
-		e.respond(now, sa, from, natt, ikev2.ExchangeCreateChildSA, func(b *ikev2.Builder) {
-			b.Notify(&ikev2.Notify{Type: ikev2.NotifyNoAdditionalSAs})
-		})
+		e.createChildRequest(now, sa, from, natt, m)
 	default:
 		e.drop(now, DropUnexpected, from, "exchange "+m.Header.Exchange.String())
 	}
@@ -118,13 +110,32 @@ func (e *Engine) infoRequest(now time.Time, sa *ikeSA, from netip.AddrPort, natt
 	})
 	switch {
 	case deleteIKE:
+		if p := sa.peerRekey; p != nil {
+			// §2.8.2: our rekey collided with the peer's, whose SA
+			// survived (the peer deletes the old one): ours, unanswered
+			// yet, is moot.
+			e.completeIKERekey(now, sa, p, false)
+		}
 		e.remove(now, sa, "deleted by the peer", false)
 	case authFailed:
 		e.stats.AuthFailures++
 		e.remove(now, sa, "authentication failed: the peer refused our AUTH", false)
 	default:
 		for _, c := range gone {
-			e.removeChild(now, sa, c, "deleted by the peer")
+			reason := "deleted by the peer"
+			switch s := c.successor; {
+			case c.state == childRedundant:
+				reason = "redundant: simultaneous rekey"
+			case s != nil:
+				// The rekey initiator deletes the SA it replaced: now it
+				// sends on the new one, and so do we (make before break).
+				if s.state == childStandby {
+					e.activate(now, s)
+				}
+				c.info.ReplacedBy = s.inSPI
+				reason = "rekeyed"
+			}
+			e.removeChild(now, sa, c, reason)
 		}
 	}
 }
@@ -145,6 +156,8 @@ func exchangeOf(k reqKind) ikev2.ExchangeType {
 		return ikev2.ExchangeIKESAInit
 	case reqAuth:
 		return ikev2.ExchangeIKEAuth
+	case reqRekeyChild, reqRekeyIKE:
+		return ikev2.ExchangeCreateChildSA
 	}
 	return ikev2.ExchangeInformational
 }
@@ -163,6 +176,18 @@ func (e *Engine) response(now time.Time, sa *ikeSA, from netip.AddrPort, natt bo
 	case reqDeleteIKE:
 		e.done(now, sa)
 		e.remove(now, sa, "", false)
+	case reqRekeyChild, reqRekeyIKE:
+		if sa.state != stateEstablished {
+			// Deleting meanwhile: the rekey is moot.
+			e.releaseRequest(r)
+			e.done(now, sa)
+			return
+		}
+		if r.kind == reqRekeyChild {
+			e.rekeyChildResponse(now, sa, r, m)
+		} else {
+			e.rekeyIKEResponse(now, sa, r, m)
+		}
 	default: // DPD, Child SA delete: the answer is all we wanted
 		e.done(now, sa)
 	}

@@ -47,7 +47,7 @@ func (e *Engine) sendInit(now time.Time, sa *ikeSA) {
 		// §2.6: the COOKIE notification comes first.
 		b.Notify(&ikev2.Notify{Type: ikev2.NotifyCookie, Data: sa.cookie})
 	}
-	b.SA(ikeSAPayload(e.cfg.IKEProposals))
+	b.SA(ikeSAPayload(e.cfg.IKEProposals, 0))
 	b.KE(&ikev2.KE{Group: ikev2.DHGroup(sa.group), Data: sa.dh.Public()})
 	b.Nonce(sa.ni)
 	b.Notify(&ikev2.Notify{Type: ikev2.NotifyNATDetectionSourceIP, Data: natHash(sa.spiI, 0, e.localEP(sa.natt))})
@@ -137,7 +137,7 @@ func (e *Engine) initRequest(now time.Time, from netip.AddrPort, natt bool, m *i
 		e.drop(now, DropMalformed, from, err.Error())
 		return
 	}
-	ch, ok := selectIKE(e.cfg.IKEProposals, &e.sa, ke.Group)
+	ch, ok := selectIKE(e.cfg.IKEProposals, &e.sa, ke.Group, false)
 	if !ok {
 		e.stats.NoProposalSent++
 		e.rlog.Info(now, "IKE_SA_INIT: no proposal chosen", "peer", from)
@@ -186,7 +186,7 @@ func (e *Engine) initRequest(now time.Time, from netip.AddrPort, natt bool, m *i
 	rh := ikev2.Header{InitiatorSPI: h.InitiatorSPI, ResponderSPI: ikev2.SPI(spiR), Exchange: ikev2.ExchangeIKESAInit,
 		Flags: ikev2.FlagResponse}
 	b := ikev2.NewMessage(nil, &rh)
-	b.SA(ch.payload())
+	b.SA(ch.payload(0))
 	b.KE(&ikev2.KE{Group: ikev2.DHGroup(ch.group), Data: dh.Public()})
 	b.Nonce(nr)
 	if hasNAT {
@@ -215,6 +215,13 @@ func (e *Engine) collision(now time.Time, from netip.AddrPort, ni []byte, spiI u
 		c := bytes.Compare(o.ni, ni)
 		if c < 0 || c == 0 && o.spiI < spiI {
 			e.drop(now, DropCollision, from, "simultaneous IKE_SA_INIT: ours has the lower nonce")
+			// Send ours again at once: when the peer is behind a NAT,
+			// its request has just opened the mapping that dropped our
+			// first one, and waiting for the retransmission timer
+			// would cost it half a second.
+			if o.req != nil && o.req.msg != nil {
+				e.transmit(o.peer, o.req.natt, o.req.msg)
+			}
 			return false
 		}
 		e.rlog.Info(now, "simultaneous IKE_SA_INIT: the peer's has the lower nonce, answering it", "peer", from)
@@ -252,8 +259,14 @@ func (e *Engine) deriveKeys(sa *ikeSA, gir []byte) error {
 	if err != nil {
 		return err
 	}
+	defer clear(seed)
+	return e.setKeys(sa, seed)
+}
+
+// setKeys derives an IKE SA's keys from SKEYSEED and its SK protection in
+// both directions.
+func (e *Engine) setKeys(sa *ikeSA, seed []byte) error {
 	k, err := ikecrypto.DeriveIKEKeys(sa.suite, seed, sa.ni, sa.nr, sa.spiI, sa.spiR)
-	clear(seed)
 	if err != nil {
 		return err
 	}
@@ -344,7 +357,7 @@ func (e *Engine) initResponse(now time.Time, from netip.AddrPort, natt bool, m *
 		e.drop(now, DropMalformed, from, "IKE_SA_INIT response payloads")
 		return
 	}
-	ch, err := acceptedIKE(e.cfg.IKEProposals, &e.sa)
+	ch, err := acceptedIKE(e.cfg.IKEProposals, &e.sa, false)
 	if err != nil || ch.group != sa.group || ikecrypto.Group(ke.Group) != sa.group {
 		e.drop(now, DropBadProposal, from, "IKE_SA_INIT response: not what we proposed")
 		return

@@ -140,11 +140,12 @@ func encrTransform(id uint16, bits int) ikev2.Transform {
 	return t
 }
 
-// ikeSAPayload is the SA payload of our IKE_SA_INIT request.
-func ikeSAPayload(ps []IKEProposal) *ikev2.SA {
+// ikeSAPayload is the SA payload of our IKE_SA_INIT request, or with a
+// non-zero spi (the new SA's, ours) of our IKE SA rekey request.
+func ikeSAPayload(ps []IKEProposal, spi uint64) *ikev2.SA {
 	sa := &ikev2.SA{}
 	for i, p := range ps {
-		pr := ikev2.Proposal{Number: uint8(i + 1), Protocol: ikev2.ProtocolIKE}
+		pr := ikev2.Proposal{Number: uint8(i + 1), Protocol: ikev2.ProtocolIKE, SPI: ikeSPIBytes(spi)}
 		pr.Transforms = append(pr.Transforms, encrTransform(uint16(p.Encryption), p.KeyBits))
 		for _, f := range p.PRF {
 			pr.Transforms = append(pr.Transforms, ikev2.Transform{Type: ikev2.TransformPRF, ID: uint16(f)})
@@ -160,15 +161,27 @@ func ikeSAPayload(ps []IKEProposal) *ikev2.SA {
 	return sa
 }
 
-// ikeChoice is a negotiated IKE SA: the suite and the group.
-type ikeChoice struct {
-	number uint8
-	suite  ikecrypto.Suite
-	group  ikecrypto.Group
+// ikeSPIBytes is an IKE SPI as a proposal carries it: none in
+// IKE_SA_INIT (0), 8 octets in a rekey.
+func ikeSPIBytes(spi uint64) []byte {
+	if spi == 0 {
+		return nil
+	}
+	return binary.BigEndian.AppendUint64(nil, spi)
 }
 
-func (c *ikeChoice) payload() *ikev2.SA {
-	pr := ikev2.Proposal{Number: c.number, Protocol: ikev2.ProtocolIKE}
+// ikeChoice is a negotiated IKE SA: the suite and the group; in a rekey,
+// the SPI the peer's proposal carried.
+type ikeChoice struct {
+	number  uint8
+	suite   ikecrypto.Suite
+	group   ikecrypto.Group
+	peerSPI uint64
+}
+
+// payload is the SA payload answering with c; spi is ours in a rekey.
+func (c *ikeChoice) payload(spi uint64) *ikev2.SA {
+	pr := ikev2.Proposal{Number: c.number, Protocol: ikev2.ProtocolIKE, SPI: ikeSPIBytes(spi)}
 	pr.Transforms = append(pr.Transforms, encrTransform(uint16(c.suite.Encryption), c.suite.KeyBits),
 		ikev2.Transform{Type: ikev2.TransformPRF, ID: uint16(c.suite.PRF)})
 	if !c.suite.AEAD() {
@@ -218,22 +231,34 @@ func firstOf[T ~uint16](p *ikev2.Proposal, tt ikev2.TransformType, ours []T) (T,
 // accept, with the first transform of each type in the peer's order that
 // our matching proposal allows. The group is the one the KE payload used
 // when acceptable (no INVALID_KE_PAYLOAD round trip), else the peer's
-// first acceptable one.
-func selectIKE(ours []IKEProposal, sa *ikev2.SA, keGroup ikev2.DHGroup) (ikeChoice, bool) {
+// first acceptable one. rekey: the proposals of a CREATE_CHILD_SA, each
+// with the new SA's 8-octet SPI (none in IKE_SA_INIT).
+func selectIKE(ours []IKEProposal, sa *ikev2.SA, keGroup ikev2.DHGroup, rekey bool) (ikeChoice, bool) {
 	for pi := range sa.Proposals {
 		p := &sa.Proposals[pi]
-		if p.Protocol != ikev2.ProtocolIKE || len(p.SPI) != 0 ||
+		if p.Protocol != ikev2.ProtocolIKE || !ikeSPIOK(p, rekey) ||
 			!knownTypes(p, ikev2.TransformENCR, ikev2.TransformPRF, ikev2.TransformINTEG, ikev2.TransformDH) {
 			continue
 		}
 		for _, q := range ours {
 			c, ok := matchIKE(p, q, keGroup)
 			if ok {
+				if rekey {
+					c.peerSPI = binary.BigEndian.Uint64(p.SPI)
+				}
 				return c, true
 			}
 		}
 	}
 	return ikeChoice{}, false
+}
+
+// ikeSPIOK: no SPI in IKE_SA_INIT, a non-zero 8-octet one in a rekey.
+func ikeSPIOK(p *ikev2.Proposal, rekey bool) bool {
+	if !rekey {
+		return len(p.SPI) == 0
+	}
+	return len(p.SPI) == 8 && binary.BigEndian.Uint64(p.SPI) != 0
 }
 
 func matchIKE(p *ikev2.Proposal, q IKEProposal, keGroup ikev2.DHGroup) (ikeChoice, bool) {
@@ -285,13 +310,13 @@ func matchIKE(p *ikev2.Proposal, q IKEProposal, keGroup ikev2.DHGroup) (ikeChoic
 
 // acceptedIKE checks, as the initiator, the responder's choice: exactly one
 // proposal, one transform of each type, all of it inside our proposal of
-// that number.
-func acceptedIKE(ours []IKEProposal, sa *ikev2.SA) (ikeChoice, error) {
+// that number (rekey: with the responder's SPI of the new SA).
+func acceptedIKE(ours []IKEProposal, sa *ikev2.SA, rekey bool) (ikeChoice, error) {
 	if len(sa.Proposals) != 1 {
 		return ikeChoice{}, fmt.Errorf("%d proposals in the response, want 1", len(sa.Proposals))
 	}
 	p := &sa.Proposals[0]
-	if p.Protocol != ikev2.ProtocolIKE || len(p.SPI) != 0 || p.Number == 0 || int(p.Number) > len(ours) {
+	if p.Protocol != ikev2.ProtocolIKE || !ikeSPIOK(p, rekey) || p.Number == 0 || int(p.Number) > len(ours) {
 		return ikeChoice{}, fmt.Errorf("proposal %d (%v) is not one we sent", p.Number, p.Protocol)
 	}
 	var count [6]int
@@ -309,11 +334,16 @@ func acceptedIKE(ours []IKEProposal, sa *ikev2.SA) (ikeChoice, error) {
 		(!aead && count[ikev2.TransformINTEG] != 1) || (aead && count[ikev2.TransformINTEG] > 1) {
 		return ikeChoice{}, fmt.Errorf("proposal %d chosen with transforms we did not offer", p.Number)
 	}
+	if rekey {
+		c.peerSPI = binary.BigEndian.Uint64(p.SPI)
+	}
 	return c, nil
 }
 
-// espSAPayload is the SA payload of our IKE_AUTH request, SPI our inbound.
-func espSAPayload(ps []ESPProposal, spi uint32) *ikev2.SA {
+// espSAPayload is the SA payload of our IKE_AUTH or Child SA rekey
+// request, SPI our inbound; pfs, when set, is the D-H group each proposal
+// asks for (a rekey with a KE payload).
+func espSAPayload(ps []ESPProposal, spi uint32, pfs ikecrypto.Group) *ikev2.SA {
 	sa := &ikev2.SA{}
 	var b [4]byte
 	binary.BigEndian.PutUint32(b[:], spi)
@@ -322,6 +352,9 @@ func espSAPayload(ps []ESPProposal, spi uint32) *ikev2.SA {
 		pr.Transforms = append(pr.Transforms, encrTransform(uint16(p.Encryption), p.KeyBits))
 		for _, in := range p.Integrity {
 			pr.Transforms = append(pr.Transforms, ikev2.Transform{Type: ikev2.TransformINTEG, ID: uint16(in)})
+		}
+		if pfs != 0 {
+			pr.Transforms = append(pr.Transforms, ikev2.Transform{Type: ikev2.TransformDH, ID: uint16(pfs)})
 		}
 		for _, e := range p.ESN {
 			pr.Transforms = append(pr.Transforms, ikev2.Transform{Type: ikev2.TransformESN, ID: esnID(e)})
@@ -341,9 +374,11 @@ func esnID(on bool) uint16 {
 // espChoice is a negotiated Child SA transform.
 type espChoice struct {
 	number    uint8
+	index     int // of the proposal in the peer's SA payload
 	transform esp.Transform
 	esn       bool
-	peerSPI   uint32 // the SPI in the peer's proposal: its inbound SA, our outbound
+	peerSPI   uint32          // the SPI in the peer's proposal: its inbound SA, our outbound
+	dh        ikecrypto.Group // a rekey's PFS group (0: none)
 }
 
 func (c *espChoice) payload(spi uint32) *ikev2.SA {
@@ -354,8 +389,22 @@ func (c *espChoice) payload(spi uint32) *ikev2.SA {
 	if !c.transform.AEAD() {
 		pr.Transforms = append(pr.Transforms, ikev2.Transform{Type: ikev2.TransformINTEG, ID: uint16(c.transform.Integrity)})
 	}
+	if c.dh != 0 {
+		pr.Transforms = append(pr.Transforms, ikev2.Transform{Type: ikev2.TransformDH, ID: uint16(c.dh)})
+	}
 	pr.Transforms = append(pr.Transforms, ikev2.Transform{Type: ikev2.TransformESN, ID: esnID(c.esn)})
 	return &ikev2.SA{Proposals: []ikev2.Proposal{pr}}
+}
+
+// dhGroups lists the D-H transform IDs of a proposal (0 is NONE).
+func dhGroups(p *ikev2.Proposal) []ikecrypto.Group {
+	var out []ikecrypto.Group
+	for i := range p.Transforms {
+		if t := &p.Transforms[i]; t.Type == ikev2.TransformDH && len(out) < 16 {
+			out = append(out, ikecrypto.Group(t.ID))
+		}
+	}
+	return out
 }
 
 func matchESP(p *ikev2.Proposal, q ESPProposal) (espChoice, bool) {
@@ -424,6 +473,7 @@ func selectESP(ours []ESPProposal, sa *ikev2.SA) (espChoice, bool) {
 		}
 		for _, q := range ours {
 			if c, ok := matchESP(p, q); ok {
+				c.index = pi
 				return c, true
 			}
 		}

@@ -27,11 +27,12 @@ const (
 	Node      = "node"      // assembly, control loop, reload
 	Route     = "localroute"
 	API       = "api"
-	BGP       = "bgp" // the BGP speaker and the routes it installs
+	BGP       = "bgp"   // the BGP speaker and the routes it installs
+	IPsec     = "ipsec" // IKEv2 and the ESP layer
 )
 
 // Components lists the known component names (for validation).
-var Components = []string{NHRP, DataPlane, Node, Route, API, BGP, "metrics", "events", "capture"}
+var Components = []string{NHRP, DataPlane, Node, Route, API, BGP, IPsec, "metrics", "events", "capture"}
 
 // Levels is the default level and the per-component overrides; safe for
 // concurrent use, changed by Set.

@@ -36,6 +36,7 @@ import (
 
 	"github.com/dmvpn/dmvpn/events"
 	"github.com/dmvpn/dmvpn/fib"
+	"github.com/dmvpn/dmvpn/gre"
 	"github.com/dmvpn/dmvpn/internal/ratelimit"
 	"github.com/dmvpn/dmvpn/internal/ratelog"
 	"github.com/dmvpn/dmvpn/localroute"
@@ -100,6 +101,10 @@ type Config struct {
 	// Transport is this node's configured underlay, used to reach peers
 	// learned through NHRP that we have not heard from directly.
 	Transport nbma.Transport
+	// UDPPort is the port peers learned through NHRP are reached on over
+	// the UDP transport; 0: gre.UDPPort (GRE-in-UDP, 4754). With IPsec
+	// the UDP transport is ESP-in-UDP and the node sets 4500.
+	UDPPort uint16
 	// Shortcut (spoke, phase 3): act on Traffic Indications.
 	Shortcut bool
 	// Redirect (hub, phase 3): send Traffic Indications.
@@ -283,6 +288,9 @@ type nhsState struct {
 func New(cfg Config, c *cache.Cache, s Sender, log *slog.Logger) (*Engine, error) {
 	if cfg.RegistrationInterval == 0 {
 		cfg.RegistrationInterval = cfg.Holdtime / 3
+	}
+	if cfg.UDPPort == 0 {
+		cfg.UDPPort = gre.UDPPort
 	}
 	if cfg.MaxHoldtime == 0 {
 		cfg.MaxHoldtime = max(cfg.Holdtime, DefaultMaxHoldtime)

@@ -7,7 +7,6 @@ import (
 
 	"github.com/dmvpn/dmvpn/events"
 	"github.com/dmvpn/dmvpn/fib"
-	"github.com/dmvpn/dmvpn/gre"
 	"github.com/dmvpn/dmvpn/internal/inet"
 	"github.com/dmvpn/dmvpn/nbma"
 	"github.com/dmvpn/dmvpn/nhrp"
@@ -531,9 +530,9 @@ func (e *Engine) reachAt(direct bool, from netip.AddrPort, t nbma.Transport, nat
 	case direct:
 		return from, t
 	case natAddr.IsValid():
-		return netip.AddrPortFrom(natAddr, gre.UDPPort), nbma.TransportUDP
+		return netip.AddrPortFrom(natAddr, e.cfg.UDPPort), nbma.TransportUDP
 	case e.cfg.Transport == nbma.TransportUDP:
-		return netip.AddrPortFrom(claimed, gre.UDPPort), nbma.TransportUDP
+		return netip.AddrPortFrom(claimed, e.cfg.UDPPort), nbma.TransportUDP
 	}
 	return netip.AddrPortFrom(claimed, 0), nbma.TransportGRE
 }

@@ -1,0 +1,264 @@
+package node
+
+import (
+	"context"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/dmvpn/dmvpn/esp"
+	"github.com/dmvpn/dmvpn/events"
+	"github.com/dmvpn/dmvpn/gre"
+	"github.com/dmvpn/dmvpn/nbma"
+	"github.com/dmvpn/dmvpn/underlay/memnet"
+)
+
+// withIPsec adds an ipsec section to a node's YAML.
+func withIPsec(y string, extra ...string) string {
+	sec := "ipsec:\n  psk: cloud-secret\n" + strings.Join(extra, "")
+	return strings.Replace(y, "nhrp:\n", sec+"nhrp:\n", 1)
+}
+
+// clearWatch counts packets on the NBMA network that are not ESP or IKE:
+// with IPsec on there must be none.
+type clearWatch struct {
+	gre, esp, ike int
+}
+
+func watchClear(tn *testNet) *clearWatch {
+	w := &clearWatch{}
+	tn.net.SetFilter(func(from, to netip.AddrPort, t nbma.Transport, pkt []byte) bool {
+		switch {
+		case to.Port() == IKEPort || from.Port() == IKEPort:
+			w.ike++
+		case t == nbma.TransportUDP && esp.ClassifyUDP(pkt) == esp.UDPIKE:
+			w.ike++
+		case t == nbma.TransportUDP && esp.ClassifyUDP(pkt) == esp.UDPKeepalive:
+		case len(pkt) >= 8 && pkt[0]&0x20 != 0 && pkt[2] == 0x08 && pkt[3] == 0x00 || len(pkt) >= 8 && pkt[2] == 0x20 && pkt[3] == 0x01:
+			// Looks like GRE (key bit, IPv4 or NHRP protocol type).
+			if _, _, err := gre.Decode(pkt); err == nil {
+				w.gre++
+			}
+		default:
+			w.esp++
+		}
+		return true
+	})
+	return w
+}
+
+func TestIPsecPhase1HubAndSpokesWithNAT(t *testing.T) {
+	tn := newTestNet(t)
+	if err := tn.net.AddNAT(netip.MustParsePrefix("192.168.3.0/24"), netip.MustParseAddr("198.51.100.129"), memnet.NATModeUDPOnly); err != nil {
+		t.Fatal(err)
+	}
+	w := watchClear(tn)
+	hub := tn.start(withIPsec(hubYAML), "10.1.0.0/24")
+	s1 := tn.start(withIPsec(spokeYAML(1, "198.51.100.1", "gre", 42, "lab")), "10.1.1.0/24")
+	s2 := tn.start(withIPsec(spokeYAML(2, "198.51.100.65", "gre", 42, "lab")), "10.1.2.0/24")
+	s3 := tn.start(withIPsec(spokeYAML(3, "192.168.3.2", "udp", 42, "lab")), "10.1.3.0/24")
+	for _, s := range []*testNode{s1, s2, s3} {
+		eventually(t, s.name+" registered", func() bool { return registered(s) })
+	}
+	eventually(t, "hub knows 3 spokes", func() bool { return hub.n.Cache().Len() == 3 })
+	e3, _ := hub.n.Cache().Get(netip.MustParseAddr("10.0.0.13"))
+	if !e3.NAT || e3.NBMA.Addr() != netip.MustParseAddr("198.51.100.129") || e3.Transport != nbma.TransportUDP {
+		t.Fatalf("spoke3 entry at the hub: %+v", e3)
+	}
+	ping(t, s1, s2, "10.1.1.10", "10.1.2.10")
+	ping(t, s2, s1, "10.1.2.10", "10.1.1.10")
+	ping(t, s3, s1, "10.1.3.10", "10.1.1.10")
+	ping(t, s1, s3, "10.1.1.10", "10.1.3.10")
+
+	if w.gre != 0 {
+		t.Fatalf("%d clear-text GRE packets crossed the NBMA network", w.gre)
+	}
+	if w.esp == 0 || w.ike == 0 {
+		t.Fatalf("no ESP (%d) or IKE (%d) seen", w.esp, w.ike)
+	}
+	sas := hub.n.ipsec.layer.SAs()
+	if len(sas) != 3 {
+		t.Fatalf("hub has %d Child SAs, want 3: %+v", len(sas), sas)
+	}
+	for _, sa := range sas {
+		udp := sa.Peer.Addr() == netip.MustParseAddr("198.51.100.129")
+		if sa.UDP != udp || sa.State != "current" || sa.InPackets == 0 || sa.OutPackets == 0 || sa.Mode != "transport" {
+			t.Fatalf("hub SA %+v", sa)
+		}
+	}
+	if st := hub.n.ipsec.layer.Stats(); st.UnknownSPI != 0 || st.AuthFailed != 0 {
+		t.Fatalf("hub layer stats %+v", st)
+	}
+}
+
+// Phase 3 over IPsec: the shortcut needs a spoke-to-spoke SA, which the
+// resolution brings up on both sides; then traffic goes direct, encrypted.
+func TestIPsecPhase3ShortcutBringsUpSpokeToSpokeSA(t *testing.T) {
+	tn := newTestNet(t)
+	if err := tn.net.AddNAT(netip.MustParsePrefix("192.168.3.0/24"), netip.MustParseAddr("198.51.100.129"), memnet.NATModeUDPOnly); err != nil {
+		t.Fatal(err)
+	}
+	w := watchClear(tn)
+	hub := tn.start(withIPsec(phase3Hub()), "10.1.0.0/24")
+	s1 := tn.start(withIPsec(phase3Spoke(1, "198.51.100.1", "gre")), "10.1.1.0/24")
+	s2 := tn.start(withIPsec(phase3Spoke(2, "198.51.100.65", "gre")), "10.1.2.0/24")
+	s3 := tn.start(withIPsec(phase3Spoke(3, "192.168.3.2", "udp")), "10.1.3.0/24")
+	eventually(t, "registered", func() bool { return registered(s1) && registered(s2) && registered(s3) })
+
+	ping(t, s1, s2, "10.1.1.10", "10.1.2.10")
+	eventually(t, "spoke1 shortcut to 10.1.2.0/24", func() bool { return shortcutVia(s1, "10.1.2.0/24", "10.0.0.12") })
+	ping(t, s2, s1, "10.1.2.10", "10.1.1.10")
+	eventually(t, "spoke2 shortcut to 10.1.1.0/24", func() bool { return shortcutVia(s2, "10.1.1.0/24", "10.0.0.11") })
+	ping(t, s1, s3, "10.1.1.10", "10.1.3.10")
+	ping(t, s3, s1, "10.1.3.10", "10.1.1.10")
+	eventually(t, "shortcuts with the NATed spoke", func() bool {
+		return shortcutVia(s1, "10.1.3.0/24", "10.0.0.13") && shortcutVia(s3, "10.1.1.0/24", "10.0.0.11")
+	})
+	before := hub.n.Plane().Stats().Hairpinned
+	for range 3 {
+		ping(t, s1, s2, "10.1.1.10", "10.1.2.10")
+		ping(t, s2, s1, "10.1.2.10", "10.1.1.10")
+		ping(t, s1, s3, "10.1.1.10", "10.1.3.10")
+		ping(t, s3, s1, "10.1.3.10", "10.1.1.10")
+	}
+	if after := hub.n.Plane().Stats().Hairpinned; after != before {
+		t.Fatalf("hub still relays: %d -> %d", before, after)
+	}
+	if !s1.n.ipsec.layer.Up(netip.AddrPortFrom(netip.MustParseAddr("198.51.100.65"), 0)) {
+		t.Fatal("spoke1 has no SA with spoke2")
+	}
+	if w.gre != 0 {
+		t.Fatalf("%d clear-text GRE packets crossed the NBMA network", w.gre)
+	}
+}
+
+// An SA that dies takes the peer's NHRP state with it; the spoke
+// re-registers over a new SA.
+func TestIPsecSALossPurgesAndRecovers(t *testing.T) {
+	tn := newTestNet(t)
+	hub := tn.start(withIPsec(hubYAML), "10.1.0.0/24")
+	s1 := tn.start(withIPsec(spokeYAML(1, "198.51.100.1", "gre", 42, "lab")), "10.1.1.0/24")
+	eventually(t, "registered", func() bool { return registered(s1) })
+	sub, err := s1.n.SubscribeEvents(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Close()
+	old := s1.n.ipsec.layer.SAs()[0].InboundSPI
+
+	// The hub deletes the IKE SA (as an operator's clear would).
+	hubPeer := netip.AddrPortFrom(netip.MustParseAddr("198.51.100.1"), IKEPort)
+	if err := hub.n.ipsec.ike.Delete(tn.clk.Now(), hubPeer, "test"); err != nil {
+		t.Fatal(err)
+	}
+	hub.n.poke()
+	eventually(t, "a new SA at spoke1", func() bool {
+		sas := s1.n.ipsec.layer.SAs()
+		for _, sa := range sas {
+			if sa.InboundSPI != old && sa.State == "current" {
+				return true
+			}
+		}
+		return false
+	})
+	eventually(t, "re-registered", func() bool { return registered(s1) })
+	var sawDown, sawUp bool
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	for !(sawDown && sawUp) {
+		ev, ok := sub.Next(ctx)
+		if !ok {
+			t.Fatalf("events: sa-down %v, sa-up after it %v", sawDown, sawUp)
+		}
+		sawDown = sawDown || ev.Type == events.SADown
+		sawUp = sawUp || (sawDown && ev.Type == events.SAUp)
+	}
+	ping(t, s1, hub, "10.1.1.10", "10.0.0.1")
+}
+
+// Rekeys under traffic, by lifetime and on demand, of both SA kinds: every
+// ping arrives, the SPIs change, and NHRP never notices (no purge, no new
+// registration at the hub).
+func TestIPsecRekeyUnderTraffic(t *testing.T) {
+	tn := newTestNet(t)
+	life := "  lifetime: 120s\n  ike-lifetime: 300s\n"
+	hub := tn.start(withIPsec(hubYAML, life), "10.1.0.0/24")
+	s1 := tn.start(withIPsec(spokeYAML(1, "198.51.100.1", "gre", 42, "lab"), life), "10.1.1.0/24")
+	eventually(t, "registered", func() bool { return registered(s1) })
+	sub, err := hub.n.SubscribeEvents(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Close()
+	entry, _ := hub.n.Cache().Get(netip.MustParseAddr("10.0.0.11"))
+	first := s1.n.ipsec.layer.SAs()[0].InboundSPI
+	ikeFirst := s1.n.IPsec().IKE[0].SPIi
+
+	// Past the Child SA's rekey time (at most 90% of 120 s): one ping a
+	// second in each direction throughout.
+	for range 115 {
+		tn.advance(time.Second)
+		ping(t, s1, hub, "10.1.1.10", "10.0.0.1")
+		ping(t, hub, s1, "10.1.0.10", "10.1.1.10")
+	}
+	current := func(n *testNode) uint32 {
+		for _, sa := range n.n.ipsec.layer.SAs() {
+			if sa.State == "current" {
+				return sa.InboundSPI
+			}
+		}
+		return 0
+	}
+	if c := current(s1); c == first || c == 0 {
+		t.Fatalf("no Child SA rekey by lifetime: current SPI %#x, first %#x", c, first)
+	}
+	// On demand: the Child SA (as the soft limit would) and the IKE SA.
+	before := current(s1)
+	s1.n.rekeyChildSA(before)
+	s1.n.afterIKE()
+	for range 3 {
+		tn.advance(time.Second)
+		ping(t, s1, hub, "10.1.1.10", "10.0.0.1")
+	}
+	if current(s1) == before {
+		t.Fatal("RekeyChild did not rekey")
+	}
+	if err := s1.n.ipsec.ike.RekeyIKE(tn.clk.Now(), netip.AddrPortFrom(netip.MustParseAddr("192.0.2.1"), IKEPort)); err != nil {
+		t.Fatal(err)
+	}
+	s1.n.poke()
+	for range 3 {
+		tn.advance(time.Second)
+		ping(t, hub, s1, "10.1.0.10", "10.1.1.10")
+	}
+	eventually(t, "IKE SA rekeyed", func() bool {
+		x := s1.n.IPsec()
+		return len(x.IKE) == 1 && x.IKE[0].SPIi != ikeFirst
+	})
+	now, _ := hub.n.Cache().Get(netip.MustParseAddr("10.0.0.11"))
+	if !now.Created.Equal(entry.Created) {
+		t.Fatalf("the hub's registration of spoke1 was replaced (created %v, was %v)", now.Created, entry.Created)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	rekeyed := 0
+	for {
+		ev, ok := sub.Next(ctx)
+		if !ok {
+			break
+		}
+		switch ev.Type {
+		case events.SADown, events.RegistrationExpired:
+			t.Fatalf("event %v during rekeys", ev)
+		case events.SARekeyed:
+			rekeyed++
+		}
+	}
+	if rekeyed < 2 {
+		t.Fatalf("%d sa-rekeyed events at the hub, want 2 or more", rekeyed)
+	}
+	if st := hub.n.ipsec.layer.Stats(); st.UnknownSPI != 0 || st.AuthFailed != 0 || st.Replayed != 0 {
+		t.Fatalf("hub ESP drops across the rekeys: %+v", st)
+	}
+}
