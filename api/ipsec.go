@@ -32,11 +32,15 @@ type IKESA struct {
 	State     string    `json:"state"`
 	RemoteID  string    `json:"remote_id,omitempty"`
 	Suite     string    `json:"suite,omitempty"` // encryption/integrity/PRF
-	NAT       string    `json:"nat,omitempty"`   // local, remote, both
+	Group     string    `json:"dh_group,omitempty"`
+	NAT       string    `json:"nat,omitempty"` // local, remote, both
 	Children  int       `json:"children"`
 	Created   time.Time `json:"created"`
 	Age       string    `json:"age"`
 	LastRx    time.Time `json:"last_rx"`
+	// RekeyIn is the time to the next planned rekey ("" when none).
+	RekeyAt time.Time `json:"rekey_at,omitzero"`
+	RekeyIn string    `json:"rekey_in,omitempty"`
 }
 
 // ChildSA is one ESP SA pair.
@@ -54,6 +58,8 @@ type ChildSA struct {
 	Created      time.Time `json:"created"`
 	Age          string    `json:"age"`
 	Lifetime     string    `json:"lifetime,omitempty"`
+	RekeyAt      time.Time `json:"rekey_at,omitzero"`
+	RekeyIn      string    `json:"rekey_in,omitempty"`
 	InPackets    uint64    `json:"in_packets"`
 	InBytes      uint64    `json:"in_bytes"`
 	OutPackets   uint64    `json:"out_packets"`
@@ -81,7 +87,7 @@ func RenderIPsec(w io.Writer, x IPsec) {
 	}
 	fmt.Fprintln(w, "\nIKEv2 SAs:")
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "Peer\tRole\tState\tSuite\tNAT\tChild\tAge\tRemote ID\tSPIs (i/r)\t")
+	fmt.Fprintln(tw, "Peer\tRole\tState\tSuite\tDH\tNAT\tChild\tAge\tRekey in\tRemote ID\tSPIs (i/r)\t")
 	for _, s := range x.IKE {
 		role := "R"
 		if s.Initiator {
@@ -91,19 +97,19 @@ func RenderIPsec(w io.Writer, x IPsec) {
 		if nat == "" {
 			nat = "-"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s/%s\t\n", s.Peer, role, s.State, s.Suite, nat, s.Children, s.Age, s.RemoteID, s.SPIi, s.SPIr)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s/%s\t\n", s.Peer, role, s.State, s.Suite, s.Group, nat, s.Children, s.Age, dash(s.RekeyIn), s.RemoteID, s.SPIi, s.SPIr)
 	}
 	tw.Flush()
 	fmt.Fprintln(w, "\nChild SAs (ESP):")
 	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "Peer\tMode\tEncap\tTransform\tSPI in\tSPI out\tState\tAge\tPkts in/out\tBytes in/out\tReplay\tAuth fail\t")
+	fmt.Fprintln(tw, "Peer\tMode\tEncap\tTransform\tSPI in\tSPI out\tState\tAge\tRekey in\tPkts in/out\tBytes in/out\tReplay\tAuth fail\t")
 	for _, c := range x.Child {
 		esn := ""
 		if c.ESN {
 			esn = "+esn"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s%s\t%s\t%s\t%s\t%s\t%d/%d\t%d/%d\t%d\t%d\t\n", c.Peer, c.Mode, c.Encap, c.Transform, esn,
-			c.InboundSPI, c.OutboundSPI, c.State, c.Age, c.InPackets, c.OutPackets, c.InBytes, c.OutBytes, c.ReplayDrops, c.AuthFailures)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s%s\t%s\t%s\t%s\t%s\t%s\t%d/%d\t%d/%d\t%d\t%d\t\n", c.Peer, c.Mode, c.Encap, c.Transform, esn,
+			c.InboundSPI, c.OutboundSPI, c.State, c.Age, dash(c.RekeyIn), c.InPackets, c.OutPackets, c.InBytes, c.OutBytes, c.ReplayDrops, c.AuthFailures)
 	}
 	tw.Flush()
 	if len(x.Counters) > 0 {
@@ -119,4 +125,11 @@ func RenderIPsec(w io.Writer, x IPsec) {
 			fmt.Fprintf(w, "  %s %d\n", k, x.Counters[k])
 		}
 	}
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
 }

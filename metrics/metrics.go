@@ -19,6 +19,8 @@ import (
 	"errors"
 	"fmt"
 	"github.com/dmvpn/dmvpn/bgp"
+	ikeengine "github.com/dmvpn/dmvpn/ikev2/engine"
+	"github.com/dmvpn/dmvpn/ipsec"
 	"net"
 	"net/http"
 	"net/netip"
@@ -72,6 +74,17 @@ type Snapshot struct {
 
 	// BGP is the speaker's counters, nil without BGP.
 	BGP *bgp.Stats
+	// IPsec is the ESP layer's and the IKE engine's counters, nil
+	// without IPsec.
+	IPsec *IPsec
+}
+
+// IPsec is what the metrics say of a node's IPsec.
+type IPsec struct {
+	ESP ipsec.Stats
+	IKE ikeengine.Stats
+	// ClearGREDropped counts clear-text GRE packets received and dropped.
+	ClearGREDropped uint64
 }
 
 // Socket is the counters of one underlay socket.
@@ -192,7 +205,15 @@ var (
 	mBGPLearned     = gauge("dmvpn_bgp_learned_prefixes", "Prefixes with a best path learned from a neighbor; only with BGP.")
 	mBGPChanges     = counter("dmvpn_bgp_best_path_changes_total", "Best-path changes the speaker handed to the node; only with BGP.")
 	mNHRPMessages   = counter("dmvpn_nhrp_messages_total", "NHRP packets received (decoded, before role rules and authentication: their drops are dmvpn_nhrp_packets_dropped_total) and sent, by type.", "direction", "type")
-	allDescs        = []desc{mInfo, mOverlayRead, mOverlayWritten, mUnderlayRx, mUnderlayTx, mHairpinned, mControl, mMulticast, mDPDropped, mWriteErrors, mSockDatagrams, mSockDropped, mSockSendErr, mSockSyscalls, mSockMessages, mSockGSO, mSockGSOFall, mSockGRO, mSockGROSeg, mSockOffload, mNHRPRx, mNHRPTx, mNHRPDropped, mRegistrations, mErrorInd, mPurges, mRedirects, mProbesSent, mProbesRefuted, mExpired, mCacheEntries, mCacheMax, mCacheEvicted, mCacheRefused, mQueueLen, mQueueCap, mLogSuppressed, mNHSUp, mNHSState, mNHSSince, mNHSExpiry, mEvents, mEventsLost, mEventSubs, mHookRuns, mBGPSessions, mBGPLearned, mBGPChanges, mNHRPMessages, mPeerRxPackets, mPeerRxBytes, mPeerTxPackets, mPeerTxBytes, mPeerTrunc}
+	mIPsecIKESAs    = gauge("dmvpn_ipsec_ike_sas", "IKE SAs, by state (established, half_open); only with IPsec.", "state")
+	mIPsecChildSAs  = gauge("dmvpn_ipsec_child_sas", "Child (ESP) SAs installed, lingering ones after a rekey included; only with IPsec.")
+	mIPsecWaiting   = gauge("dmvpn_ipsec_peers_waiting", "Peers with packets waiting for their SA; only with IPsec.")
+	mIPsecESP       = counter("dmvpn_ipsec_esp_packets_total", "ESP packets sealed (out) and opened (in); only with IPsec.", "direction")
+	mIPsecESPDrop   = counter("dmvpn_ipsec_esp_dropped_total", "Packets the ESP layer dropped, by reason; only with IPsec.", "reason")
+	mIPsecIKEMsgs   = counter("dmvpn_ipsec_ike_messages_total", "IKE messages received (in) and sent (out); only with IPsec.", "direction")
+	mIPsecIKEDrop   = counter("dmvpn_ipsec_ike_dropped_total", "IKE messages dropped, by reason; only with IPsec.", "reason")
+	mIPsecIKEEvents = counter("dmvpn_ipsec_ike_total", "IKE outcomes: established, failed, dead (DPD), child_rekeys, ike_rekeys, auth_failures; only with IPsec.", "event")
+	allDescs        = []desc{mInfo, mOverlayRead, mOverlayWritten, mUnderlayRx, mUnderlayTx, mHairpinned, mControl, mMulticast, mDPDropped, mWriteErrors, mSockDatagrams, mSockDropped, mSockSendErr, mSockSyscalls, mSockMessages, mSockGSO, mSockGSOFall, mSockGRO, mSockGROSeg, mSockOffload, mNHRPRx, mNHRPTx, mNHRPDropped, mRegistrations, mErrorInd, mPurges, mRedirects, mProbesSent, mProbesRefuted, mExpired, mCacheEntries, mCacheMax, mCacheEvicted, mCacheRefused, mQueueLen, mQueueCap, mLogSuppressed, mNHSUp, mNHSState, mNHSSince, mNHSExpiry, mEvents, mEventsLost, mEventSubs, mHookRuns, mBGPSessions, mBGPLearned, mBGPChanges, mIPsecIKESAs, mIPsecChildSAs, mIPsecWaiting, mIPsecESP, mIPsecESPDrop, mIPsecIKEMsgs, mIPsecIKEDrop, mIPsecIKEEvents, mNHRPMessages, mPeerRxPackets, mPeerRxBytes, mPeerTxPackets, mPeerTxBytes, mPeerTrunc}
 	dataplaneReason = []string{"no_route", "no_peer", "ttl_expired", "key_mismatch", "bad_gre", "bad_inner", "loop"}
 )
 
@@ -325,6 +346,35 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		emit(mBGPSessions, float64(b.Neighbors-b.Established), "other")
 		emit(mBGPLearned, float64(b.Learned))
 		emit(mBGPChanges, float64(b.Events))
+	}
+	if x := s.IPsec; x != nil {
+		e, k := &x.ESP, &x.IKE
+		emit(mIPsecIKESAs, float64(k.IKESAs-k.HalfOpen), "established")
+		emit(mIPsecIKESAs, float64(k.HalfOpen), "half_open")
+		emit(mIPsecChildSAs, float64(e.SAs))
+		emit(mIPsecWaiting, float64(e.Waiting))
+		emit(mIPsecESP, float64(e.Sealed), "out")
+		emit(mIPsecESP, float64(e.Opened), "in")
+		for _, r := range []struct {
+			name string
+			v    uint64
+		}{{"unknown_spi", e.UnknownSPI}, {"wrong_source", e.WrongSource}, {"replayed", e.Replayed}, {"auth_failed", e.AuthFailed},
+			{"malformed", e.Malformed}, {"open_error", e.OpenErrors}, {"bad_inner", e.BadInner}, {"queue_full", e.QueueDrops},
+			{"wait_expired", e.WaitExpired}, {"too_big", e.TooBig}, {"seal_error", e.SealErrors}, {"clear_gre", x.ClearGREDropped}} {
+			emit(mIPsecESPDrop, float64(r.v), r.name)
+		}
+		emit(mIPsecIKEMsgs, float64(k.Received), "in")
+		emit(mIPsecIKEMsgs, float64(k.Sent), "out")
+		for name, v := range k.DroppedByName() {
+			emit(mIPsecIKEDrop, float64(v), name)
+		}
+		for _, r := range []struct {
+			name string
+			v    uint64
+		}{{"established", k.Established}, {"failed", k.Failed}, {"dead", k.Dead}, {"child_rekeys", k.ChildRekeys},
+			{"ike_rekeys", k.IKERekeys}, {"auth_failures", k.AuthFailures}} {
+			emit(mIPsecIKEEvents, float64(r.v), r.name)
+		}
 	}
 	c.resolution.Collect(ch)
 }

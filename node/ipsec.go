@@ -658,7 +658,11 @@ func (n *Node) IPsec() api.IPsec {
 	}
 	now := n.clk.Now()
 	x.Enabled, x.Mode, x.KeyLog = true, n.cfg.IPsec.Mode, n.cfg.IPsec.KeyLog
+	rekeyAt := map[uint32]time.Time{}
 	for _, sa := range s.ike.SAs() {
+		for _, c := range sa.Children {
+			rekeyAt[c.InboundSPI] = c.RekeyAt
+		}
 		nat := ""
 		switch {
 		case sa.NAT.Local && sa.NAT.Remote:
@@ -671,7 +675,8 @@ func (n *Node) IPsec() api.IPsec {
 		x.IKE = append(x.IKE, api.IKESA{Peer: sa.Peer.String(), SPIi: fmt.Sprintf("%016x", uint64(sa.SPIi)),
 			SPIr: fmt.Sprintf("%016x", uint64(sa.SPIr)), Initiator: sa.Initiator, State: sa.State,
 			RemoteID: sa.RemoteID.String(), Suite: sa.Suite.String(), NAT: nat, Children: ikeChildren(sa),
-			Created: sa.Created, Age: api.UpDown(now.Sub(sa.Created)), LastRx: sa.LastRx})
+			Created: sa.Created, Age: api.UpDown(now.Sub(sa.Created)), LastRx: sa.LastRx, Group: sa.Group.String(),
+			RekeyAt: sa.RekeyAt, RekeyIn: rekeyIn(now, sa.RekeyAt)})
 	}
 	for _, c := range s.layer.SAs() {
 		encap := "esp"
@@ -686,7 +691,8 @@ func (n *Node) IPsec() api.IPsec {
 			Remote: c.Remote.String(), InboundSPI: fmt.Sprintf("0x%08x", c.InboundSPI), OutboundSPI: fmt.Sprintf("0x%08x", c.OutboundSPI),
 			Transform: c.Transform, ESN: c.ESN, State: c.State, Created: c.Created, Age: api.UpDown(now.Sub(c.Created)),
 			Lifetime: lt, InPackets: c.InPackets, InBytes: c.InBytes, OutPackets: c.OutPackets, OutBytes: c.OutBytes,
-			ReplayDrops: c.ReplayDrops, AuthFailures: c.AuthFailures})
+			ReplayDrops: c.ReplayDrops, AuthFailures: c.AuthFailures, RekeyAt: rekeyAt[c.InboundSPI],
+			RekeyIn: rekeyIn(now, rekeyAt[c.InboundSPI])})
 	}
 	for k, v := range n.ipsecCounters() {
 		x.Counters[k] = v
@@ -726,4 +732,12 @@ func (s *ipsecNode) wakeLayer(now time.Time) {
 	if s.layerNext.IsZero() || t.Before(s.layerNext) {
 		s.layerNext = t
 	}
+}
+
+// rekeyIn is the time left to a planned rekey, for show.
+func rekeyIn(now, at time.Time) string {
+	if at.IsZero() {
+		return ""
+	}
+	return api.UpDown(at.Sub(now))
 }

@@ -90,6 +90,24 @@ func TestIPsecPhase1HubAndSpokesWithNAT(t *testing.T) {
 	if st := hub.n.ipsec.layer.Stats(); st.UnknownSPI != 0 || st.AuthFailed != 0 {
 		t.Fatalf("hub layer stats %+v", st)
 	}
+	// The metrics say the same, and show stats still has the sockets'
+	// counters under the transports' names.
+	m := scrape(t, hub)
+	if v := mustSeries(t, m, "dmvpn_ipsec_child_sas"); v != 3 {
+		t.Errorf("dmvpn_ipsec_child_sas = %v, want 3", v)
+	}
+	if v := mustSeries(t, m, "dmvpn_ipsec_ike_sas", "state", "established"); v != 3 {
+		t.Errorf("dmvpn_ipsec_ike_sas{established} = %v, want 3", v)
+	}
+	if in, out := mustSeries(t, m, "dmvpn_ipsec_esp_packets_total", "direction", "in"), mustSeries(t, m, "dmvpn_ipsec_esp_packets_total", "direction", "out"); in == 0 || out == 0 {
+		t.Errorf("ESP packets in %v out %v", in, out)
+	}
+	if v := mustSeries(t, m, "dmvpn_ipsec_esp_dropped_total", "reason", "auth_failed"); v != 0 {
+		t.Errorf("auth_failed drops %v", v)
+	}
+	if u := hub.n.Stats().Underlay; u["gre"]["sent"] == 0 || u["udp"]["received"] == 0 {
+		t.Errorf("hub underlay stats %v", u)
+	}
 }
 
 // Phase 3 over IPsec: the shortcut needs a spoke-to-spoke SA, which the
@@ -260,5 +278,32 @@ func TestIPsecRekeyUnderTraffic(t *testing.T) {
 	}
 	if st := hub.n.ipsec.layer.Stats(); st.UnknownSPI != 0 || st.AuthFailed != 0 || st.Replayed != 0 {
 		t.Fatalf("hub ESP drops across the rekeys: %+v", st)
+	}
+}
+
+// Phase 2 over IPsec: the spoke resolves its route's next hop; the owner's
+// reply waits for their SA, which the resolution brings up; then direct.
+func TestIPsecPhase2ResolveNextHop(t *testing.T) {
+	tn := newTestNet(t)
+	w := watchClear(tn)
+	hub := tn.start(withIPsec(hubYAML), "10.1.0.0/24")
+	s1 := tn.start(withIPsec(phase2Spoke(1, "198.51.100.1")), "10.1.1.0/24")
+	s2 := tn.start(withIPsec(phase2Spoke(2, "198.51.100.65")), "10.1.2.0/24")
+	eventually(t, "registered", func() bool { return registered(s1) && registered(s2) })
+	ping(t, s1, s2, "10.1.1.10", "10.1.2.10")
+	eventually(t, "next hop resolved", func() bool { return mapped(s1, "10.0.0.12") })
+	before := hub.n.Plane().Stats().Hairpinned
+	for range 5 {
+		ping(t, s1, s2, "10.1.1.10", "10.1.2.10")
+		ping(t, s2, s1, "10.1.2.10", "10.1.1.10")
+	}
+	if hub.n.Plane().Stats().Hairpinned != before {
+		t.Fatal("hub still relays after resolution")
+	}
+	if st := s2.n.ipsec.layer.Stats(); st.Queued == 0 || st.Dequeued == 0 {
+		t.Errorf("spoke2's reply did not wait for the spoke-to-spoke SA: %+v", st)
+	}
+	if w.gre != 0 {
+		t.Fatalf("%d clear-text GRE packets", w.gre)
 	}
 }

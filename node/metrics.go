@@ -26,16 +26,21 @@ func (n *Node) metricsSnapshot() metrics.Snapshot {
 		s.Peers, peers = n.cache.TopPeers(limit)
 		s.PeersTruncated = peers > len(s.Peers)
 	}
+	if x := n.ipsec; x != nil {
+		s.IPsec = &metrics.IPsec{ESP: x.layer.Stats(), IKE: x.ike.Stats(), ClearGREDropped: x.clearDropped.Load()}
+	}
 	if sp := n.routing.speaker; sp != nil {
 		st := sp.Stats()
 		s.BGP = &st
 	}
 	for _, c := range n.conns {
+		t := c.Transport()
+		c = socketOf(c)
 		sc, ok := c.(underlay.StatsConn)
 		if !ok {
 			continue
 		}
-		u := metrics.Socket{Transport: c.Transport(), Stats: sc.Stats()}
+		u := metrics.Socket{Transport: t, Stats: sc.Stats()}
 		if o, ok := c.(interface{ Offloads() (gso, gro bool) }); ok {
 			u.Offloads = true
 			u.GSO, u.GRO = o.Offloads()

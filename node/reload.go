@@ -47,6 +47,7 @@ var fixedFields = []struct {
 	{"nhrp.max-entries", func(c *config.Config) any { return c.NHRP.MaxEntries }},
 	{"nhrp.max-entries-per-nbma", func(c *config.Config) any { return c.NHRP.MaxEntriesPerNBMA }},
 	{"role (nhrp.nhs empty: hub; not empty: spoke)", func(c *config.Config) any { return c.IsHub() }},
+	{"ipsec", func(c *config.Config) any { return c.IPsec }},
 	{"bgp (other than networks and neighbors)", func(c *config.Config) any {
 		b := c.BGP
 		b.Networks, b.Neighbors = nil, nil

@@ -154,6 +154,8 @@ func (n *Node) ClearNHRP() int {
 func (n *Node) underlayStats() map[string]map[string]uint64 {
 	out := map[string]map[string]uint64{}
 	for _, c := range n.conns {
+		name := c.Transport().String()
+		c = socketOf(c)
 		sc, ok := c.(underlay.StatsConn)
 		if !ok {
 			continue
@@ -168,9 +170,18 @@ func (n *Node) underlayStats() map[string]map[string]uint64 {
 			gso, gro := o.Offloads()
 			m["gso_on"], m["gro_on"] = b2u(gso), b2u(gro)
 		}
-		out[c.Transport().String()] = m
+		out[name] = m
 	}
 	return out
+}
+
+// socketOf is the socket under an underlay Conn: an IPsec face's, or the
+// Conn itself.
+func socketOf(c underlay.Conn) underlay.Conn {
+	if f, ok := c.(interface{ Socket() underlay.Conn }); ok {
+		return f.Socket()
+	}
+	return c
 }
 
 func b2u(b bool) uint64 {
