@@ -126,6 +126,9 @@ type ChildSA struct {
 	Peer netip.AddrPort
 	// UDP: ESP-in-UDP (RFC 3948) instead of raw ESP.
 	UDP bool
+	// BehindNAT: our side is behind a NAT (IKE's NAT detection), so we
+	// keep its mapping open with keepalives (RFC 3948 §2.3).
+	BehindNAT bool
 	// Tunnel: tunnel mode (an IP header inside, Local to Remote carrying
 	// GRE) instead of transport mode.
 	Tunnel bool
@@ -369,7 +372,8 @@ func (l *Layer) Expire(now time.Time) time.Time {
 }
 
 // SendKeepalives sends a NAT keepalive (RFC 3948 §2.3, one 0xFF octet) to
-// every ESP-in-UDP peer with a current SA, and returns how many.
+// every ESP-in-UDP peer with a current SA of ours behind a NAT, and returns
+// how many.
 func (l *Layer) SendKeepalives() int {
 	if l.udp == nil {
 		return 0

@@ -456,6 +456,7 @@ func TestUDPDemultiplexing(t *testing.T) {
 	l := ipsec.New(ipsec.Config{Local: addrB, UDP: in, Now: clk.Now,
 		OnIKE: func(_ netip.AddrPort, p []byte) { ike = append(ike, append([]byte(nil), p...)) }})
 	ab, ba := childPair(esp.GCM128, addrA, addrB, 0x1001, 0x2002, true, false)
+	ab.BehindNAT = true // A keeps its NAT mapping open; B does not
 	out := &chanConn{t: nbma.TransportUDP}
 	la := ipsec.New(ipsec.Config{Local: addrA, UDP: out, Now: clk.Now})
 	la.Install(ab, ipsec.Now)
@@ -475,6 +476,9 @@ func TestUDPDemultiplexing(t *testing.T) {
 	}
 	if n := la.SendKeepalives(); n != 1 || !bytes.Equal(out.sent[1], []byte{0xff}) {
 		t.Fatalf("SendKeepalives = %d, sent %x", n, out.sent[1:])
+	}
+	if n := l.SendKeepalives(); n != 0 {
+		t.Fatalf("the side not behind NAT sent %d keepalives", n)
 	}
 }
 

@@ -208,7 +208,7 @@ func (d *sadb) udpPeers() []netip.AddrPort {
 	defer d.mu.RUnlock()
 	var ps []netip.AddrPort
 	for k, sa := range d.current {
-		if sa.desc.UDP {
+		if sa.desc.UDP && sa.desc.BehindNAT {
 			ps = append(ps, k)
 		}
 	}
