@@ -18,6 +18,7 @@ import (
 	"github.com/dmvpn/dmvpn/api"
 	"github.com/dmvpn/dmvpn/internal/testenv"
 	"github.com/dmvpn/dmvpn/lab"
+	"github.com/dmvpn/dmvpn/nhrp"
 )
 
 // superDatagram is tshark's filter for a GSO super-datagram as a capture
@@ -213,4 +214,43 @@ func (e *env) wiresharkKeys() []string {
 		}
 	}
 	return []string{"WIRESHARK_CONFIG_DIR=" + dir, "HOME=" + dir}
+}
+
+// With IPsec on, clear text changes nothing: an attacker's clear-text GRE
+// Registration Request for spoke2's address, spoofed from spoke2's NBMA
+// address, is dropped and counted at the hub, which keeps spoke2's binding
+// (learned over its SA), and LAN-to-LAN traffic goes on.
+func TestIPsecClearTextGREDropped(t *testing.T) {
+	testenv.RequireRoot(t)
+	e := newShortcutLab(t, 'Y', lab.Options{Phase: 1, IPsec: true, Attacker: true})
+	e.startAll()
+	e.waitHubPeersUp(registerLimit, allSpokes...)
+	before, ok, err := e.nhrpEntry(lab.Hub, "10.0.0.12")
+	if err != nil || !ok {
+		t.Fatalf("the hub has no entry for spoke2: %v", err)
+	}
+	reg := nhrp.Packet{
+		HopCount: 255, Type: nhrp.TypeRegistrationRequest, Flags: nhrp.FlagRegistrationU | nhrp.FlagCiscoNAT, RequestID: 9,
+		SrcNBMA: attackerIP, SrcProto: s2Tunnel, DstProto: hubTunnel,
+		CIEs:       []nhrp.CIE{{PrefixLength: 32, MTU: lab.TunnelMTU, HoldingTime: 65535}},
+		Extensions: requestExtensions(t),
+	}
+	e.mustAttack(attackPlan{Shots: []attackShot{
+		{Label: "clear-text registration of 10.0.0.12 (spoofed from spoke2)", Src: s2NBMA, Dst: hubNBMA, Transport: "gre", Packet: reg},
+		{Label: "clear-text registration of 10.0.0.12 (attacker's own address)", Dst: hubNBMA, Transport: "gre", Packet: reg},
+	}}, 20*time.Second)
+	if err := e.poll(5*time.Second, 50*time.Millisecond, func() error {
+		if n := e.showIPsec(lab.Hub).Counters["clear_gre_dropped"]; n < 2 {
+			return fmt.Errorf("the hub counted %d clear-text GRE packets, want 2", n)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	after, ok, err := e.nhrpEntry(lab.Hub, "10.0.0.12")
+	if err != nil || !ok || after.NBMA != before.NBMA || !after.Created.Equal(before.Created) {
+		t.Fatalf("spoke2's binding at the hub changed: %+v -> %+v (%v)", before, after, err)
+	}
+	e.pingAll(3, reachLimit, pingCheck{lab.HostLAN1, lab.HostLAN2})
+	t.Logf("hub: clear_gre_dropped %d, spoke2 still at %s", e.showIPsec(lab.Hub).Counters["clear_gre_dropped"], after.NBMA)
 }
