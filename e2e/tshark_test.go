@@ -56,8 +56,15 @@ func checkTshark(t *testing.T, out string) string {
 			report(frame, "%s: neither GRE nor GRE-in-UDP: %s", head, protos)
 			continue
 		}
+		checked := frame
+		if strings.Contains(protos, ":tcp") {
+			// TCP's sequence analysis (D-SACK, retransmissions of the BGP
+			// sessions inside the tunnel) is about the kernels' TCP, not
+			// about what we encode, as in noMalformed.
+			checked = strings.ReplaceAll(checked, "Expert Info (Warning/Sequence)", "")
+		}
 		for _, w := range []string{"Malformed", "Expert Info (Warning", "Expert Info (Error"} {
-			if strings.Contains(frame, w) {
+			if strings.Contains(checked, w) {
 				report(frame, "%s: %q", head, w)
 			}
 		}
