@@ -19,6 +19,10 @@ package e2e
 //	hook-env DIR ARGS...          a hook (events_test.go): write its ARGS
 //	                              and DMVPN_* variables to
 //	                              DIR/hook-<DMVPN_SEQ>.json
+//	ike-flood TARGET N SECS       send N IKE_SA_INIT requests, each a new
+//	                              initiator's (own SPI, nonce, key share),
+//	                              to TARGET:500 as fast as possible, print
+//	                              "sent N answers M cookies C" (ipsec_test.go)
 
 import (
 	"bufio"
@@ -63,6 +67,8 @@ func TestHelperProcess(t *testing.T) {
 		err = echoClient(args)
 	case "hook-env":
 		err = hookEnv(args) // events_test.go
+	case "ike-flood":
+		err = ikeFlood(args) // ipsec_test.go
 	default:
 		err = fmt.Errorf("unknown role %q", role)
 	}

@@ -9,13 +9,19 @@ package e2e
 import (
 	"encoding/json"
 	"fmt"
+	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/dmvpn/dmvpn/api"
+	"github.com/dmvpn/dmvpn/ikev2"
+	ikeengine "github.com/dmvpn/dmvpn/ikev2/engine"
 	"github.com/dmvpn/dmvpn/internal/testenv"
 	"github.com/dmvpn/dmvpn/lab"
 	"github.com/dmvpn/dmvpn/nhrp"
@@ -253,4 +259,129 @@ func TestIPsecClearTextGREDropped(t *testing.T) {
 	}
 	e.pingAll(3, reachLimit, pingCheck{lab.HostLAN1, lab.HostLAN2})
 	t.Logf("hub: clear_gre_dropped %d, spoke2 still at %s", e.showIPsec(lab.Hub).Counters["clear_gre_dropped"], after.NBMA)
+}
+
+// floodSender keeps what an engine sends (ike-flood builds its requests
+// with our own initiator, so each is a well-formed IKE_SA_INIT).
+type floodSender struct{ msgs [][]byte }
+
+func (s *floodSender) SendIKE(_ netip.AddrPort, _ bool, pkt []byte) {
+	s.msgs = append(s.msgs, append([]byte(nil), pkt...))
+}
+
+// ikeFlood is the helper role ike-flood TARGET N SECS (helper_test.go).
+func ikeFlood(args []string) error {
+	if len(args) != 3 {
+		return fmt.Errorf("want TARGET N SECS, got %q", args)
+	}
+	target, err := netip.ParseAddr(args[0])
+	if err != nil {
+		return err
+	}
+	n, err := strconv.Atoi(args[1])
+	if err != nil || n < 1 || n > 100000 {
+		return fmt.Errorf("bad count %q", args[1])
+	}
+	deadline, err := helperDeadline(args[2])
+	if err != nil {
+		return err
+	}
+	to := netip.AddrPortFrom(target, 500)
+	fs := &floodSender{}
+	for range n {
+		e, err := ikeengine.New(ikeengine.Config{Local: lab.AttackerWAN.Addr(), PSK: []byte("a guess")}, fs, nil)
+		if err != nil {
+			return err
+		}
+		if err := e.Initiate(time.Now(), to); err != nil {
+			return err
+		}
+	}
+	c, err := net.ListenUDP("udp4", &net.UDPAddr{})
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	var answers, cookies atomic.Int64
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		buf := make([]byte, 4096)
+		for {
+			k, err := c.Read(buf)
+			if err != nil {
+				return
+			}
+			answers.Add(1)
+			var m ikev2.Message
+			if m.Decode(buf[:k]) == nil {
+				for i := range m.Payloads {
+					if nt, err := m.Payloads[i].Notify(); err == nil && nt.Type == ikev2.NotifyCookie {
+						cookies.Add(1)
+					}
+				}
+			}
+		}
+	}()
+	dst := net.UDPAddrFromAddrPort(to)
+	for _, m := range fs.msgs {
+		if time.Now().After(deadline) {
+			break
+		}
+		if _, err := c.WriteToUDP(m, dst); err != nil {
+			return err
+		}
+	}
+	// Answers still in flight count for half a second more.
+	_ = c.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
+	<-done
+	fmt.Printf("sent %d answers %d cookies %d\n", len(fs.msgs), answers.Load(), cookies.Load())
+	return nil
+}
+
+// An IKE_SA_INIT flood at the hub (3,000 new initiators from one source
+// in a second or two) costs it only bounded state: per-source rate
+// limiting and cookies refuse what is over; the spokes' SAs and traffic
+// are untouched and the hub keeps every daemon alive.
+func TestIPsecIKEFloodAtHub(t *testing.T) {
+	testenv.RequireRoot(t)
+	e := newShortcutLab(t, 'Z', lab.Options{Phase: 1, IPsec: true, Attacker: true})
+	e.startAll()
+	e.waitHubPeersUp(registerLimit, allSpokes...)
+	ctx, cancel := e.timeout(60 * time.Second)
+	defer cancel()
+	cmd, err := helperCmd(ctx, e.l, lab.Attacker, "ike-flood", hubIP, "3000", "30")
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("ike-flood: %v: %s", err, out)
+	}
+	t.Logf("attacker: %s", strings.TrimSpace(string(out)))
+	if err := e.stayAlive(time.Second); err != nil {
+		t.Fatal(err)
+	}
+	x := e.showIPsec(lab.Hub)
+	established, other := 0, 0
+	for _, s := range x.IKE {
+		if s.State == "established" {
+			established++
+		} else {
+			other++
+		}
+	}
+	dropped := x.Counters["ike_dropped_rate_limited"] + x.Counters["ike_dropped_half_open_full"] + x.Counters["ike_dropped_table_full"]
+	t.Logf("hub after the flood: %d established IKE SAs, %d half-open, received %d, dropped by the bounds %d, cookies sent %d",
+		established, other, x.Counters["ike_received"], dropped, x.Counters["ike_cookies_sent"])
+	if established != 3 {
+		t.Errorf("the hub has %d established IKE SAs after the flood, want the spokes' 3", established)
+	}
+	if other > 64 {
+		t.Errorf("the hub keeps %d half-open SAs from one source", other)
+	}
+	if dropped+x.Counters["ike_cookies_sent"] == 0 {
+		t.Errorf("the hub refused none of the flood: %v", x.Counters)
+	}
+	e.pingAll(3, reachLimit, pingCheck{lab.HostLAN1, lab.HostLAN2}, pingCheck{lab.HostLAN3, lab.HostLAN1})
 }
