@@ -307,3 +307,40 @@ func TestIPsecPhase2ResolveNextHop(t *testing.T) {
 		t.Fatalf("%d clear-text GRE packets", w.gre)
 	}
 }
+
+// A spoke that goes silent is declared dead by the hub's liveness checks
+// (DPD): its SA goes and its registration with it, at once rather than
+// when the holding time runs out.
+func TestIPsecDeadPeerPurged(t *testing.T) {
+	tn := newTestNet(t)
+	hub := tn.start(withIPsec(hubYAML, "  dpd: 5s\n"), "10.1.0.0/24")
+	s1 := tn.start(withIPsec(spokeYAML(1, "198.51.100.1", "gre", 42, "lab"), "  dpd: 5s\n"), "10.1.1.0/24")
+	eventually(t, "registered", func() bool { return registered(s1) })
+	// The spoke's side of the network goes black both ways.
+	spoke := netip.MustParseAddr("198.51.100.1")
+	tn.net.SetFilter(func(from, to netip.AddrPort, _ nbma.Transport, _ []byte) bool {
+		return from.Addr() != spoke && to.Addr() != spoke
+	})
+	// DPD after 5 s idle, then its retransmissions (0.5, 1, 2, 4, 8 s).
+	took := 0
+	for took < 25 {
+		tn.advance(time.Second)
+		took++
+		if _, ok := hub.n.Cache().Get(netip.MustParseAddr("10.0.0.11")); !ok {
+			break
+		}
+	}
+	if _, ok := hub.n.Cache().Get(netip.MustParseAddr("10.0.0.11")); ok {
+		t.Fatal("the dead spoke's registration is still at the hub after 25 s (DPD 5 s + 15.5 s of retries; holding time 30 s)")
+	}
+	t.Logf("the dead spoke's registration went after %d s", took)
+	if n := len(hub.n.ipsec.layer.SAs()); n != 0 {
+		x := hub.n.ipsec.layer.SAs()
+		if x[0].State != "retiring" {
+			t.Fatalf("the hub still has %d SAs with the dead spoke: %+v", n, x)
+		}
+	}
+	if st := hub.n.ipsec.ike.Stats(); st.Dead != 1 {
+		t.Fatalf("IKE dead peers %d, want 1", st.Dead)
+	}
+}
