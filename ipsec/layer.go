@@ -337,16 +337,19 @@ func (l *Layer) Remove(spi uint32) (peerStillUp bool, found bool) {
 	return up, true
 }
 
-// RemovePeer removes every SA of the peer endpoint key (as Remove does)
-// and drops what waits for it.
-func (l *Layer) RemovePeer(key netip.AddrPort) int {
-	n := 0
-	for _, sa := range l.db.ofPeer(key) {
-		l.db.retire(sa, l.now().Add(l.cfg.Linger))
-		n++
+// DropWaiting drops what waits for the peer endpoint key (its IKE failed:
+// the next packet starts a new attempt) and reports how many datagrams.
+// Installed SAs are not touched.
+func (l *Layer) DropWaiting(key netip.AddrPort) int {
+	l.wait.mu.Lock()
+	defer l.wait.mu.Unlock()
+	q := l.wait.m[key]
+	if q == nil {
+		return 0
 	}
-	l.wait.drop(key)
-	return n
+	delete(l.wait.m, key)
+	l.c.waitExpired.Add(uint64(len(q.pkts)))
+	return len(q.pkts)
 }
 
 // Up reports whether the peer endpoint (as the data plane names it) has a

@@ -260,9 +260,13 @@ func TestWaitingIsBounded(t *testing.T) {
 	if n != 0 || st.QueueDrops != 1 || st.Waiting != 2 {
 		t.Fatalf("third waiting peer: n=%d stats %+v", n, st)
 	}
+	// A failed IKE drops the wait at once (the next packet tries again).
+	if n := l.DropWaiting(netip.AddrPortFrom(addrC, 0)); n != 1 || l.Stats().Waiting != 1 {
+		t.Fatalf("DropWaiting = %d, waiting %d", n, l.Stats().Waiting)
+	}
 	clk.Advance(5 * time.Second)
 	l.Expire(clk.Now())
-	if st := l.Stats(); st.Waiting != 0 || st.WaitExpired != 5 { // 4 kept for B (oldest dropped), 1 for C
+	if st := l.Stats(); st.Waiting != 0 || st.WaitExpired != 5 { // 4 kept for B (oldest dropped), 1 for C (dropped)
 		t.Fatalf("after the wait timeout: %+v", st)
 	}
 }

@@ -140,12 +140,6 @@ func (d *sadb) retire(sa *childSA, until time.Time) bool {
 	return d.current[sa.key] != nil
 }
 
-func (d *sadb) ofPeer(key netip.AddrPort) []*childSA {
-	d.mu.RLock()
-	defer d.mu.RUnlock()
-	return slices.Clone(d.peers[key])
-}
-
 // expire removes lingering SAs whose time is up and returns the next
 // removal or activation time (zero: none) and the OnInbound SAs due to
 // become current. O(SAs) for the activations: run from a timer, not per

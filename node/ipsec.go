@@ -432,9 +432,11 @@ func (n *Node) onIKEEvent(ev ikeengine.Event) {
 		s.log.Info(ev.Time, "IKE SA down", "peer", ev.Peer, "reason", ev.Reason)
 	case ikeengine.IKESAFailed:
 		s.log.Warn(ev.Time, "IKE SA failed", "peer", ev.Peer, "reason", ev.Reason)
-		// What waits for this peer goes; its next packet tries again.
-		s.layer.RemovePeer(netip.AddrPortFrom(ev.Peer.Addr(), 0))
-		s.layer.RemovePeer(netip.AddrPortFrom(ev.Peer.Addr(), esp.UDPPort))
+		// What waits for this peer goes; its next packet tries again. An
+		// SA that works (this was a second attempt) stays.
+		s.layer.DropWaiting(netip.AddrPortFrom(ev.Peer.Addr(), 0))
+		s.layer.DropWaiting(netip.AddrPortFrom(ev.Peer.Addr(), esp.UDPPort))
+		s.layer.DropWaiting(ev.Peer)
 		n.emit(events.Event{Time: ev.Time, Type: events.SADown, NBMA: ev.Peer.String(), Reason: "IKE failed: " + ev.Reason})
 	case ikeengine.ChildSAUp:
 		c := ev.Child
