@@ -85,6 +85,10 @@ type SA struct {
 	packets atomic.Uint64
 	bytes   atomic.Uint64
 
+	// salt is the AEAD's nonce salt (the last octets of the key), read by
+	// SealWith/OpenWith without the mutex: it never changes.
+	salt [saltLen]byte
+
 	// Scratch, so that nothing escapes per packet.
 	nonce [saltLen + aeadIVLen]byte // salt ‖ IV
 	aad   [12]byte                  // SPI ‖ [Seq-high ‖] Seq-low
@@ -148,6 +152,7 @@ func newSA(c Config, s suite, outbound bool) (*SA, error) {
 	}
 	sa.softSeq = sa.maxSeq - sa.maxSeq/8
 	copy(sa.nonce[:], s.salt)
+	copy(sa.salt[:], s.salt)
 	if s.block != nil {
 		iv := make([]byte, s.block.BlockSize())
 		var m cipher.BlockMode
@@ -261,11 +266,10 @@ func (sa *SA) Seal(buf []byte, off, n int, nextHeader byte) (start, length int, 
 	if sa.overLimit() {
 		return 0, 0, ErrLifetimeExpired
 	}
-	seq := sa.seq.Load()
-	if seq >= sa.maxSeq {
-		return 0, 0, ErrSeqExhausted
+	seq, err := sa.reserveSeq()
+	if err != nil {
+		return 0, 0, err
 	}
-	seq++
 
 	start = off - hdr
 	binary.BigEndian.PutUint32(buf[start:], sa.spi)
@@ -297,10 +301,23 @@ func (sa *SA) Seal(buf []byte, off, n int, nextHeader byte) (start, length int, 
 		sa.cbc.CryptBlocks(buf[off:end], buf[off:end])
 		copy(buf[end:], sa.icv(buf[start:end], uint32(seq>>32)))
 	}
-	sa.seq.Store(seq)
 	sa.packets.Add(1)
 	sa.bytes.Add(uint64(n))
 	return start, end + p.icvLen - start, nil
+}
+
+// reserveSeq takes the next outbound sequence number (atomically: SealWith
+// takes them without the mutex), or fails when the space is used up.
+func (sa *SA) reserveSeq() (uint64, error) {
+	for {
+		cur := sa.seq.Load()
+		if cur >= sa.maxSeq {
+			return 0, ErrSeqExhausted
+		}
+		if sa.seq.CompareAndSwap(cur, cur+1) {
+			return cur + 1, nil
+		}
+	}
 }
 
 // Open verifies and decrypts the ESP packet pkt (from the SPI to the end of
