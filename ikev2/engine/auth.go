@@ -87,54 +87,129 @@ func (e *Engine) authRequest(now time.Time, sa *ikeSA, from netip.AddrPort, natt
 		why = "AUTH method " + auth.Method.String() + ", want a shared key"
 	case !want.IsZero() && !want.Equal(rid):
 		why = "identity " + rid.String() + " is not the configured " + want.String()
-	case ikecrypto.VerifyPSKAuth(sa.suite.PRF, psk, sa.msg1, sa.nr, sa.keys.SKpi, idP.Body, auth.Data) != nil:
-		why = "AUTH does not verify (pre-shared key mismatch)"
 	}
 	if why != "" {
-		e.stats.AuthFailures++
-		e.rlog.Warn(now, "IKE_AUTH refused", "peer", from, "id", rid.String(), "why", why)
-		e.respond(now, sa, from, natt, ikev2.ExchangeIKEAuth, func(b *ikev2.Builder) {
-			b.Notify(&ikev2.Notify{Type: ikev2.NotifyAuthenticationFailed})
-		})
-		e.remove(now, sa, "authentication failed: "+why, true)
+		e.authFailed(now, sa, from, natt, rid, why)
 		return
 	}
-	sa.remoteID = rid
-	_, sa.initialContact = ikev2.FindNotify(inner, ikev2.NotifyInitialContact)
-
 	ourID := e.cfg.LocalID.payload()
 	ourBody, err := ourID.AppendBody(nil)
 	if err != nil {
 		e.remove(now, sa, "our identity: "+err.Error(), true)
 		return
 	}
-	ourAuth, err := ikecrypto.PSKAuth(sa.suite.PRF, psk, sa.msg2, sa.ni, sa.keys.SKpr, ourBody)
-	if err != nil {
-		e.remove(now, sa, "AUTH: "+err.Error(), true)
+	// The Child SA is negotiated now, while the message is at hand (it
+	// lives in the engine's scratch); its SPI is reserved (sa.pending,
+	// which remove releases) until the AUTH payloads, ours and the
+	// peer's, are computed without the lock (authJob).
+	c, ch, mode, tsI, tsR, refusal := e.respondChild(now, sa, inner)
+	if c != nil {
+		e.byChild[c.inSPI] = c
+		sa.pending = c
+	}
+	_, ic := ikev2.FindNotify(inner, ikev2.NotifyInitialContact)
+	j := &authJob{sa: sa, from: from, natt: natt, rid: rid, initialContact: ic, prf: sa.suite.PRF, psk: psk,
+		msg1: sa.msg1, msg2: sa.msg2, ni: sa.ni, nr: sa.nr,
+		skpi: slices.Clone(sa.keys.SKpi), skpr: slices.Clone(sa.keys.SKpr),
+		idBody: slices.Clone(idP.Body), auth: slices.Clone(auth.Data), ourID: ourID, ourBody: ourBody,
+		child: c, ch: ch, mode: mode, tsI: tsI, tsR: tsR, refusal: refusal}
+	sa.busy = j
+	e.job = j
+}
+
+// authFailed answers an IKE_AUTH request whose AUTH we refuse and removes
+// the SA.
+func (e *Engine) authFailed(now time.Time, sa *ikeSA, from netip.AddrPort, natt bool, rid Identity, why string) {
+	e.stats.AuthFailures++
+	e.rlog.Warn(now, "IKE_AUTH refused", "peer", from, "id", rid.String(), "why", why)
+	e.respond(now, sa, from, natt, ikev2.ExchangeIKEAuth, func(b *ikev2.Builder) {
+		b.Notify(&ikev2.Notify{Type: ikev2.NotifyAuthenticationFailed})
+	})
+	e.remove(now, sa, "authentication failed: "+why, true)
+}
+
+// authJob is the expensive half of answering IKE_AUTH: verifying the
+// peer's AUTH payload and computing ours (PRFs over the IKE_SA_INIT
+// messages, RFC 7296 §2.15). compute runs without the engine's lock on
+// the job's own data: the keys and what the message held are copies (a
+// removal clears the SA's keys in place), the IKE_SA_INIT messages and
+// nonces are never written after the SA was made.
+type authJob struct {
+	sa             *ikeSA
+	from           netip.AddrPort
+	natt           bool
+	rid            Identity
+	initialContact bool
+
+	prf                   ikecrypto.PRF
+	psk                   []byte // the configuration's, read-only
+	msg1, msg2, ni, nr    []byte
+	skpi, skpr            []byte
+	idBody, auth          []byte // the peer's ID payload body and AUTH data
+	ourID                 *ikev2.ID
+	ourBody               []byte
+	child                 *childSA // nil: none (refusal says why, 0: none asked for)
+	ch                    espChoice
+	mode                  Mode
+	tsI, tsR              netip.Addr
+	refusal               ikev2.NotifyType
+	verifyErr, ourAuthErr error
+	ourAuth               []byte
+}
+
+func (j *authJob) compute() {
+	defer clear(j.skpi)
+	defer clear(j.skpr)
+	j.verifyErr = ikecrypto.VerifyPSKAuth(j.prf, j.psk, j.msg1, j.nr, j.skpi, j.idBody, j.auth)
+	if j.verifyErr != nil {
 		return
 	}
-	c, ch, mode, tsI, tsR, refusal := e.respondChild(now, sa, inner)
-	e.respond(now, sa, from, natt, ikev2.ExchangeIKEAuth, func(b *ikev2.Builder) {
-		b.IDr(ourID)
-		b.Auth(&ikev2.Auth{Method: ikev2.AuthSharedKeyMIC, Data: ourAuth})
+	j.ourAuth, j.ourAuthErr = ikecrypto.PSKAuth(j.prf, j.psk, j.msg2, j.ni, j.skpr, j.ourBody)
+}
+
+func (j *authJob) commit(e *Engine, now time.Time) {
+	sa := j.sa
+	if e.bySPI[sa.ours] != sa || sa.busy != offLock(j) {
+		// Removed meanwhile (its half-open time, Delete): the reserved
+		// Child SPI went with it.
+		clear(j.ourAuth)
+		return
+	}
+	sa.busy = nil
+	switch {
+	case j.verifyErr != nil:
+		e.authFailed(now, sa, j.from, j.natt, j.rid, "AUTH does not verify (pre-shared key mismatch)")
+		return
+	case j.ourAuthErr != nil:
+		e.remove(now, sa, "AUTH: "+j.ourAuthErr.Error(), true)
+		return
+	}
+	defer clear(j.ourAuth)
+	c := j.child
+	sa.pending = nil
+	sa.remoteID = j.rid
+	sa.initialContact = j.initialContact
+	e.respond(now, sa, j.from, j.natt, ikev2.ExchangeIKEAuth, func(b *ikev2.Builder) {
+		b.IDr(j.ourID)
+		b.Auth(&ikev2.Auth{Method: ikev2.AuthSharedKeyMIC, Data: j.ourAuth})
 		if c == nil {
-			if refusal != 0 {
-				b.Notify(&ikev2.Notify{Type: refusal})
+			if j.refusal != 0 {
+				b.Notify(&ikev2.Notify{Type: j.refusal})
 			}
 			return
 		}
-		if mode == Transport {
+		if j.mode == Transport {
 			b.Notify(&ikev2.Notify{Type: ikev2.NotifyUseTransportMode})
 		}
-		b.SA(ch.payload(c.inSPI))
-		b.TSi(hostTS(tsI))
-		b.TSr(hostTS(tsR))
+		b.SA(j.ch.payload(c.inSPI))
+		b.TSi(hostTS(j.tsI))
+		b.TSr(hostTS(j.tsR))
 	})
 	e.established(now, sa)
 	if c != nil {
 		e.addChild(now, sa, c)
-	} else if refusal != 0 {
-		e.emit(now, ChildSAFailed, sa, "refused the peer's Child SA: "+refusal.String(), nil)
+	} else if j.refusal != 0 {
+		e.emit(now, ChildSAFailed, sa, "refused the peer's Child SA: "+j.refusal.String(), nil)
 	}
 }
 

@@ -12,6 +12,25 @@
 // state changes come out through Config.OnEvent, Child SA keys included.
 // All methods are safe for concurrent use (one mutex).
 //
+// # Concurrency
+//
+// The engine's state changes only under its mutex, and Sender and OnEvent
+// are only called with it held (so never concurrently). The expensive part
+// of answering a handshake is computed without it: for IKE_SA_INIT our
+// D-H key pair (fresh for each exchange, never used twice), g^ir after
+// RFC 6989's checks, SKEYSEED, the IKE SA's keys and the response; for
+// IKE_AUTH the peer's AUTH payload and ours. The message's handler
+// reserves the half-open SA first (indexed, counted by every bound, marked
+// busy: copies of the message and messages for the SA meanwhile are
+// dropped as DropUnexpected), releases the lock, computes from copies,
+// takes the lock again and applies the result only if the SA is still
+// there and still busy with that computation (a timer, Delete or a
+// collision may have removed it: then nothing is sent). So a node that
+// calls HandlePacket from several goroutines spreads the hub's handshake
+// cryptography over that many cores (BenchmarkHandshake); called from one,
+// the engine behaves exactly as before. Everything else (rekeys, the
+// initiator's side, INFORMATIONAL) runs under the lock.
+//
 // Peers are IKE endpoints, address and port: several spokes behind one NAT
 // each get their own SA. An IKE SA is found by our SPI; the endpoint index
 // is for Initiate (one SA per peer) and collisions.
@@ -116,7 +135,9 @@ import (
 
 // Sender transmits one UDP datagram. natt: send it from our UDP 4500
 // socket; pkt then already starts with the non-ESP marker. Otherwise from
-// UDP 500. It must not keep pkt after returning, nor call the engine.
+// UDP 500. It must not keep pkt after returning, nor call the engine. It
+// is called with the engine's lock held, from whichever goroutine's call
+// (HandlePacket, Tick, ...) sends.
 type Sender interface {
 	SendIKE(to netip.AddrPort, natt bool, pkt []byte)
 }
@@ -340,6 +361,12 @@ type Engine struct {
 	sa    ikev2.SA
 	tsi   ikev2.TrafficSelectors
 	tsr   ikev2.TrafficSelectors
+	// job is what the message being handled left to compute without the
+	// lock (HandlePacket takes it).
+	job offLock
+	// afterCompute, when set (tests), runs between a job's compute and
+	// its commit, without the lock: where other calls can interleave.
+	afterCompute func()
 }
 
 // New returns an engine for cfg sending with s. log may be nil.
@@ -427,9 +454,12 @@ func New(cfg Config, s Sender, log *slog.Logger) (*Engine, error) {
 		log = slog.Default()
 	}
 	log = log.With("component", "ike")
-	rnd := cfg.Rand
-	if rnd == nil {
-		rnd = crand.Reader
+	// Key generation runs without the engine's lock (offLock), so the
+	// source must be safe for concurrent use: crypto/rand is, a reader
+	// from the configuration (a test's seeded one) gets a lock of its own.
+	var rnd io.Reader = crand.Reader
+	if cfg.Rand != nil {
+		rnd = &lockedReader{r: cfg.Rand}
 	}
 	jar, err := ikecrypto.NewCookieJar(rnd)
 	if err != nil {
@@ -453,10 +483,12 @@ func peerIDs(m map[netip.Addr]Peer) []Identity {
 
 // HandlePacket handles a datagram received on UDP 500: pkt is the UDP
 // payload, from the peer's address and port. pkt is not kept nor changed.
+// It may be called concurrently: handshake cryptography runs without the
+// lock (see Concurrency), so calls from several goroutines overlap.
 func (e *Engine) HandlePacket(now time.Time, from netip.AddrPort, pkt []byte) {
 	e.mu.Lock()
-	defer e.mu.Unlock()
 	e.handle(now, from, false, pkt)
+	e.unlockAndRun(now)
 }
 
 // HandlePacketNATT handles a datagram received on UDP 4500 that is IKE
@@ -464,14 +496,59 @@ func (e *Engine) HandlePacket(now time.Time, from netip.AddrPort, pkt []byte) {
 // data plane's and are dropped here as DropNotIKE).
 func (e *Engine) HandlePacketNATT(now time.Time, from netip.AddrPort, payload []byte) {
 	e.mu.Lock()
-	defer e.mu.Unlock()
-	msg, ok := ikev2.FromNATT(payload)
-	if !ok {
+	if msg, ok := ikev2.FromNATT(payload); ok {
+		e.handle(now, from, true, msg)
+	} else {
 		e.stats.Received++
 		e.drop(now, DropNotIKE, from, "not IKE")
+	}
+	e.unlockAndRun(now)
+}
+
+// offLock is the expensive part of handling one message (D-H, SKEYSEED,
+// AUTH payloads), left by the handler for the SA it concerns: that SA is
+// marked busy with it, so nothing else starts on it meanwhile. compute
+// runs without the engine's lock and touches only the job's own data
+// (copies made under the lock, or SA fields written before and never
+// again); commit runs under the lock again and first checks that the SA
+// is still there and still busy with this job (a timer, Delete or a
+// collision may have removed it while the lock was free), then applies
+// the result: state changes, events, datagrams. So the engine's state
+// only ever changes under the lock, and concurrent HandlePacket calls
+// spend their crypto in parallel.
+type offLock interface {
+	compute()
+	commit(e *Engine, now time.Time)
+}
+
+// unlockAndRun ends a HandlePacket call, which holds e.mu: it releases the lock,
+// runs the job the message left (if any) and commits it under the lock.
+func (e *Engine) unlockAndRun(now time.Time) {
+	j := e.job
+	e.job = nil
+	e.mu.Unlock()
+	if j == nil {
 		return
 	}
-	e.handle(now, from, true, msg)
+	j.compute()
+	if e.afterCompute != nil {
+		e.afterCompute()
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	j.commit(e, now)
+}
+
+// lockedReader makes a reader safe for concurrent use.
+type lockedReader struct {
+	mu sync.Mutex
+	r  io.Reader
+}
+
+func (l *lockedReader) Read(b []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.r.Read(b)
 }
 
 func (e *Engine) handle(now time.Time, from netip.AddrPort, natt bool, pkt []byte) {
@@ -517,6 +594,12 @@ func (e *Engine) protected(now time.Time, from netip.AddrPort, natt bool, m *ike
 	}
 	if sa.in == nil {
 		e.drop(now, DropUnexpected, from, "no keys yet")
+		return
+	}
+	if sa.busy != nil {
+		// A request of the peer's is being handled without the lock; a
+		// retransmission of it gets the answer when that is done.
+		e.drop(now, DropUnexpected, from, "the SA is busy with the peer's previous message")
 		return
 	}
 	sk := m.Find(ikev2.PayloadSK)

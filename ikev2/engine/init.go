@@ -3,6 +3,8 @@ package engine
 import (
 	"bytes"
 	"encoding/binary"
+	"fmt"
+	"io"
 	"net/netip"
 	"slices"
 	"time"
@@ -73,6 +75,11 @@ func (e *Engine) initRequest(now time.Time, from netip.AddrPort, natt bool, m *i
 	}
 	spiI := uint64(h.InitiatorSPI)
 	if sa := e.halfOpen[initKey{from, spiI}]; sa != nil {
+		if bytes.Equal(m.Raw, sa.msg1) && sa.msg2 == nil {
+			// Its answer is being computed (initJob): it goes out then.
+			e.drop(now, DropUnexpected, from, "IKE_SA_INIT retransmitted while its answer is computed")
+			return
+		}
 		if bytes.Equal(m.Raw, sa.msg1) {
 			e.stats.Reanswered++
 			e.transmit(from, natt, sa.msg2)
@@ -155,16 +162,6 @@ func (e *Engine) initRequest(now time.Time, from netip.AddrPort, natt bool, m *i
 		e.drop(now, DropMalformed, from, "nonce too short for the PRF")
 		return
 	}
-	dh, err := ch.group.GenerateKey(e.rnd)
-	if err != nil {
-		e.rlog.Warn(now, "DH key", "err", err)
-		return
-	}
-	gir, err := dh.Shared(ke.Data)
-	if err != nil {
-		e.drop(now, DropBadKE, from, err.Error())
-		return
-	}
 	spiR, err := e.newSPI()
 	if err != nil {
 		e.rlog.Warn(now, "SPI", "err", err)
@@ -175,33 +172,101 @@ func (e *Engine) initRequest(now time.Time, from netip.AddrPort, natt bool, m *i
 		e.rlog.Warn(now, "nonce", "err", err)
 		return
 	}
+	// The SA is reserved now, half open and without keys: its SPI is
+	// taken, the bounds count it and a retransmission finds it. Our D-H
+	// key, g^ir, SKEYSEED, the keys and the response are computed by
+	// HandlePacket after it released the lock (initJob); they arrive in
+	// commit, which sends the answer.
 	sa := &ikeSA{spiI: spiI, spiR: spiR, ours: spiR, state: stateRespInit, key: from, peer: from, natt: natt,
 		created: now, lastRx: now, ni: slices.Clone(ni), nr: nr, group: ch.group, suite: ch.suite, nextID: 0, peerNext: 1}
-	if err := e.deriveKeys(sa, gir); err != nil {
-		e.rlog.Warn(now, "IKE keys", "err", err)
-		return
-	}
 	nat, hasNAT := natCheck(m, spiI, 0, from, e.localEP(natt))
 	sa.nat = nat
-	rh := ikev2.Header{InitiatorSPI: h.InitiatorSPI, ResponderSPI: ikev2.SPI(spiR), Exchange: ikev2.ExchangeIKESAInit,
-		Flags: ikev2.FlagResponse}
-	b := ikev2.NewMessage(nil, &rh)
-	b.SA(ch.payload(0))
-	b.KE(&ikev2.KE{Group: ikev2.DHGroup(ch.group), Data: dh.Public()})
-	b.Nonce(nr)
-	if hasNAT {
-		b.Notify(&ikev2.Notify{Type: ikev2.NotifyNATDetectionSourceIP, Data: natHash(spiI, spiR, e.localEP(natt))})
-		b.Notify(&ikev2.Notify{Type: ikev2.NotifyNATDetectionDestinationIP, Data: natHash(spiI, spiR, from)})
-	}
-	msg, err := b.Finish()
-	if err != nil {
-		e.rlog.Warn(now, "building IKE_SA_INIT response", "err", err)
-		return
-	}
-	sa.msg1, sa.msg2 = slices.Clone(m.Raw), msg
+	sa.msg1 = slices.Clone(m.Raw)
+	j := &initJob{sa: sa, from: from, natt: natt, rnd: e.rnd, ch: ch, peerKE: slices.Clone(ke.Data),
+		spiI: spiI, spiR: spiR, ni: sa.ni, nr: nr, hasNAT: hasNAT, local: e.localEP(natt)}
+	sa.busy = j
+	e.job = j
 	e.add(sa)
 	e.timers.Set(timerKey{timerHalfOpen, sa.ours}, now.Add(e.cfg.HalfOpenTimeout))
-	e.transmit(from, natt, msg)
+}
+
+// initJob is the expensive half of answering an IKE_SA_INIT request: our
+// D-H key (fresh for every exchange, never used twice), g^ir after RFC
+// 6989's checks of the peer's value, SKEYSEED and the IKE SA's keys, the
+// response. compute runs without the engine's lock and touches nothing but
+// the job: what it reads was copied (or made for the SA and never written
+// again), what it makes is handed to the SA by commit.
+type initJob struct {
+	sa         *ikeSA // reserved, half open, busy with this job
+	from       netip.AddrPort
+	natt       bool
+	rnd        io.Reader // safe for concurrent use (see New)
+	ch         ikeChoice
+	peerKE     []byte // the peer's Key Exchange Data
+	spiI, spiR uint64
+	ni, nr     []byte
+	hasNAT     bool
+	local      netip.AddrPort // our endpoint for NAT detection
+
+	keys    ikecrypto.IKEKeys
+	in, out *ikecrypto.SK
+	msg     []byte // the response
+	err     error
+	badKE   bool // err is the peer's value failing the checks
+}
+
+func (j *initJob) compute() {
+	dh, err := j.ch.group.GenerateKey(j.rnd)
+	if err != nil {
+		j.err = fmt.Errorf("DH key: %w", err)
+		return
+	}
+	gir, err := dh.Shared(j.peerKE)
+	if err != nil {
+		j.err, j.badKE = err, true
+		return
+	}
+	defer clear(gir)
+	if j.keys, j.in, j.out, err = ikeKeys(j.ch.suite, false, j.ni, j.nr, j.spiI, j.spiR, gir); err != nil {
+		j.err = fmt.Errorf("IKE keys: %w", err)
+		return
+	}
+	rh := ikev2.Header{InitiatorSPI: ikev2.SPI(j.spiI), ResponderSPI: ikev2.SPI(j.spiR), Exchange: ikev2.ExchangeIKESAInit,
+		Flags: ikev2.FlagResponse}
+	b := ikev2.NewMessage(nil, &rh)
+	b.SA(j.ch.payload(0))
+	b.KE(&ikev2.KE{Group: ikev2.DHGroup(j.ch.group), Data: dh.Public()})
+	b.Nonce(j.nr)
+	if j.hasNAT {
+		b.Notify(&ikev2.Notify{Type: ikev2.NotifyNATDetectionSourceIP, Data: natHash(j.spiI, j.spiR, j.local)})
+		b.Notify(&ikev2.Notify{Type: ikev2.NotifyNATDetectionDestinationIP, Data: natHash(j.spiI, j.spiR, j.from)})
+	}
+	if j.msg, err = b.Finish(); err != nil {
+		j.keys.Clear()
+		j.err = fmt.Errorf("building IKE_SA_INIT response: %w", err)
+	}
+}
+
+func (j *initJob) commit(e *Engine, now time.Time) {
+	sa := j.sa
+	if e.bySPI[sa.ours] != sa || sa.busy != offLock(j) {
+		// Removed meanwhile (its half-open time, Delete, a rekey of the
+		// peer's...): whoever removed it accounted for it.
+		j.keys.Clear()
+		return
+	}
+	sa.busy = nil
+	if j.err != nil {
+		e.remove(now, sa, "", false)
+		if j.badKE {
+			e.drop(now, DropBadKE, j.from, j.err.Error())
+		} else {
+			e.rlog.Warn(now, "IKE_SA_INIT response", "peer", j.from, "err", j.err)
+		}
+		return
+	}
+	sa.keys, sa.in, sa.out, sa.msg2 = j.keys, j.in, j.out, j.msg
+	e.transmit(j.from, j.natt, j.msg)
 }
 
 // collision applies the simultaneous-initiation rule (package doc) to an
@@ -266,22 +331,45 @@ func (e *Engine) deriveKeys(sa *ikeSA, gir []byte) error {
 // setKeys derives an IKE SA's keys from SKEYSEED and its SK protection in
 // both directions.
 func (e *Engine) setKeys(sa *ikeSA, seed []byte) error {
-	k, err := ikecrypto.DeriveIKEKeys(sa.suite, seed, sa.ni, sa.nr, sa.spiI, sa.spiR)
+	k, in, out, err := ikeKeysFromSeed(sa.suite, sa.initiator, seed, sa.ni, sa.nr, sa.spiI, sa.spiR)
 	if err != nil {
 		return err
 	}
+	sa.keys, sa.in, sa.out = k, in, out
+	return nil
+}
+
+// ikeKeys computes SKEYSEED from g^ir and the IKE SA's keys (§2.14), and
+// the SK protection of what we send (out) and receive (in). Pure: safe
+// without the engine's lock.
+func ikeKeys(s ikecrypto.Suite, initiator bool, ni, nr []byte, spiI, spiR uint64, gir []byte) (ikecrypto.IKEKeys, *ikecrypto.SK, *ikecrypto.SK, error) {
+	seed, err := ikecrypto.SKEYSEED(s.PRF, ni, nr, gir)
+	if err != nil {
+		return ikecrypto.IKEKeys{}, nil, nil, err
+	}
+	defer clear(seed)
+	return ikeKeysFromSeed(s, initiator, seed, ni, nr, spiI, spiR)
+}
+
+// ikeKeysFromSeed is ikeKeys from SKEYSEED.
+func ikeKeysFromSeed(s ikecrypto.Suite, initiator bool, seed, ni, nr []byte, spiI, spiR uint64) (ikecrypto.IKEKeys, *ikecrypto.SK, *ikecrypto.SK, error) {
+	k, err := ikecrypto.DeriveIKEKeys(s, seed, ni, nr, spiI, spiR)
+	if err != nil {
+		return ikecrypto.IKEKeys{}, nil, nil, err
+	}
 	ei, ai, er, ar := k.SKei, k.SKai, k.SKer, k.SKar
-	if !sa.initiator {
+	if !initiator {
 		ei, ai, er, ar = er, ar, ei, ai
 	}
-	if sa.out, err = ikecrypto.NewSK(sa.suite.Transform, ei, ai); err != nil {
-		return err
+	out, err := ikecrypto.NewSK(s.Transform, ei, ai)
+	if err == nil {
+		var in *ikecrypto.SK
+		if in, err = ikecrypto.NewSK(s.Transform, er, ar); err == nil {
+			return k, in, out, nil
+		}
 	}
-	if sa.in, err = ikecrypto.NewSK(sa.suite.Transform, er, ar); err != nil {
-		return err
-	}
-	sa.keys = k
-	return nil
+	k.Clear()
+	return ikecrypto.IKEKeys{}, nil, nil, err
 }
 
 // initResponse handles the answer to our IKE_SA_INIT.

@@ -167,7 +167,10 @@ type ikeSA struct {
 	remoteID       Identity
 	initialContact bool
 	children       []*childSA
-	pending        *childSA // initiator: the Child SA proposed in IKE_AUTH
+	pending        *childSA // initiator: the Child SA proposed in IKE_AUTH; responder: the one being answered
+	// busy: a HandlePacket is computing this SA's next step without the
+	// lock (offLock); messages for it are dropped until it commits.
+	busy offLock
 
 	// announced: IKESAUp or IKESARekeyed was reported for it (so its end
 	// is reported too). An SA the peer made by a rekey that collided with
