@@ -90,6 +90,10 @@ type Config struct {
 	// UDP 4500 (esp.UDPPort). Either may be nil (that transport is then
 	// not offered). The Layer owns them from now on: Close closes them.
 	Raw, UDP underlay.Conn
+	// Workers is how many cores seal and open one batch (the caller's
+	// goroutine and Workers-1 pool workers; see workers.go); 0 or 1: the
+	// caller alone. The node passes GOMAXPROCS.
+	Workers int
 	// QueueLen, MaxWaiting, WaitTimeout, Linger: 0 means the defaults.
 	QueueLen    int
 	MaxWaiting  int
@@ -156,16 +160,19 @@ var (
 
 // Layer is the ESP layer of one node.
 type Layer struct {
-	cfg   Config
-	raw   *Face
-	udp   *Face
-	log   *slog.Logger
-	now   func() time.Time
-	db    sadb
-	wait  waiting
-	pool  sync.Pool // *sendScratch
-	c     counters
-	close sync.Once
+	cfg  Config
+	raw  *Face
+	udp  *Face
+	log  *slog.Logger
+	now  func() time.Time
+	db   sadb
+	wait waiting
+	// scratch holds the writers' *sendScratch; pool is the crypto
+	// workers (nil with one core).
+	scratch sync.Pool
+	pool    *pool
+	c       counters
+	close   sync.Once
 }
 
 // New returns a Layer over the sockets in cfg.
@@ -191,7 +198,10 @@ func New(cfg Config) *Layer {
 	l := &Layer{cfg: cfg, log: cfg.Log, now: cfg.Now}
 	l.db.init()
 	l.wait.init(cfg.MaxWaiting, cfg.QueueLen)
-	l.pool.New = func() any { return newSendScratch() }
+	l.scratch.New = func() any { return newSendScratch() }
+	if cfg.Workers > 1 {
+		l.pool = newPool(l, cfg.Workers-1)
+	}
 	if cfg.Raw != nil {
 		l.raw = &Face{l: l, conn: cfg.Raw, t: nbma.TransportGRE}
 	}
@@ -236,6 +246,9 @@ func (l *Layer) face(udp bool) *Face {
 func (l *Layer) Close() error {
 	var err error
 	l.close.Do(func() {
+		if l.pool != nil {
+			close(l.pool.stop)
+		}
 		var errs []error
 		for _, f := range []*Face{l.raw, l.udp} {
 			if f != nil {

@@ -42,22 +42,34 @@ func (f *Face) ReadBatch(ds []underlay.Datagram) (int, error) {
 			return 0, err
 		}
 		now := l.now().UnixNano()
-		kept := 0
-		var opened uint64
-		f.live = f.live[:0]
+		f.live, f.wake = f.live[:0], f.wake[:0]
+		// Find each datagram's SA under the lock; open them (spread over
+		// the crypto workers) without it; then keep, in their order, the
+		// ones that opened.
+		f.ops, f.idx = f.ops[:0], f.idx[:0]
 		l.db.mu.RLock()
 		for i := 0; i < n; i++ {
-			if !f.open(&ds[i], want[i], now) {
+			if sa := f.inboundSA(&ds[i]); sa != nil {
+				f.ops = append(f.ops, op{sa: sa, pkt: ds[i].Payload()})
+				f.idx = append(f.idx, i)
+			}
+		}
+		l.db.mu.RUnlock()
+		l.runAll(&f.crypto, f.ops)
+		kept := 0
+		for k := range f.ops {
+			i := f.idx[k]
+			if !f.opened(&ds[i], want[i], &f.ops[k], now) {
 				continue
 			}
-			opened++
 			if kept != i {
 				ds[kept], ds[i] = ds[i], ds[kept]
 				want[kept], want[i] = want[i], want[kept]
 			}
 			kept++
 		}
-		l.db.mu.RUnlock()
+		clear(f.ops)
+		l.c.opened.Add(uint64(kept))
 		// Outside the lock: OnTraffic takes the IKE engine's, whose
 		// OnEvent installs SAs here (the other lock order).
 		if l.cfg.OnTraffic != nil {
@@ -72,16 +84,15 @@ func (f *Face) ReadBatch(ds []underlay.Datagram) (int, error) {
 			f.wake[i] = nil
 		}
 		f.wake = f.wake[:0]
-		l.c.opened.Add(opened)
 		if kept > 0 {
 			return kept, nil
 		}
 	}
 }
 
-// open opens one datagram in place (sadb.mu read-held); false: dropped or
-// consumed (IKE).
-func (f *Face) open(d *underlay.Datagram, want int, now int64) bool {
+// inboundSA classifies one datagram and finds the SA its SPI names
+// (sadb.mu read-held); nil: dropped and counted, or consumed (IKE).
+func (f *Face) inboundSA(d *underlay.Datagram) *childSA {
 	l := f.l
 	pkt := d.Payload()
 	if f.t == nbma.TransportUDP {
@@ -91,39 +102,46 @@ func (f *Face) open(d *underlay.Datagram, want int, now int64) bool {
 			if l.cfg.OnIKE != nil {
 				l.cfg.OnIKE(d.Peer, pkt)
 			}
-			return false
+			return nil
 		case esp.UDPKeepalive:
 			l.c.keepalivesRx.Add(1)
-			return false
+			return nil
 		case esp.UDPInvalid:
 			l.c.malformed.Add(1)
-			return false
+			return nil
 		}
 	}
 	spi, _, err := esp.ParseHeader(pkt)
 	if err != nil {
 		l.c.malformed.Add(1)
-		return false
+		return nil
 	}
 	sa := l.db.inbound(spi)
 	if sa == nil {
 		l.c.unknownSPI.Add(1)
-		return false
+		return nil
 	}
 	// An SA is bound to its peer's address and to its encapsulation:
 	// the same SPI from elsewhere, or raw where the SA runs over UDP, is
 	// not this SA's traffic.
 	if d.Peer.Addr() != sa.key.Addr() || sa.desc.UDP != (f.t == nbma.TransportUDP) {
 		l.c.wrongSource.Add(1)
-		return false
+		return nil
 	}
-	off, n, nh, err := sa.in.Open(pkt)
-	if err != nil {
+	return sa
+}
+
+// opened finishes one datagram after its Open (o): counts a failure, or
+// strips a tunnel-mode inner header, puts the GRE packet where the caller
+// wanted it and names the peer. False: dropped.
+func (f *Face) opened(d *underlay.Datagram, want int, o *op, now int64) bool {
+	l, sa := f.l, o.sa
+	if o.err != nil {
 		switch {
-		case errors.Is(err, esp.ErrReplayed), errors.Is(err, esp.ErrTooOld):
+		case errors.Is(o.err, esp.ErrReplayed), errors.Is(o.err, esp.ErrTooOld):
 			sa.replayDrops.Add(1)
 			l.c.replayed.Add(1)
-		case errors.Is(err, esp.ErrAuth):
+		case errors.Is(o.err, esp.ErrAuth):
 			sa.authFails.Add(1)
 			l.c.authFailed.Add(1)
 		default:
@@ -138,9 +156,10 @@ func (f *Face) open(d *underlay.Datagram, want int, now int64) bool {
 		f.wake = append(f.wake, sa) // the peer uses it: our side may too
 	}
 	if last := sa.lastTraffic.Load(); now-last >= int64(trafficEvery) && len(f.live) < cap(f.live) && sa.lastTraffic.CompareAndSwap(last, now) {
-		f.live = append(f.live, spi)
+		f.live = append(f.live, sa.in.SPI())
 	}
-	inner := pkt[off : off+n]
+	off, n, nh := o.ioff, o.m, o.nh
+	inner := o.pkt[off : off+n]
 	switch nh {
 	case esp.NextHeaderGRE:
 	case esp.NextHeaderIPv4, esp.NextHeaderIPv6:

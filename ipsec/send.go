@@ -22,6 +22,10 @@ type Face struct {
 	want []int
 	live []uint32
 	wake []*childSA
+	// ops and idx: the batch's opens and which datagram each is.
+	ops    []op
+	idx    []int
+	crypto batchCrypto
 }
 
 var _ underlay.Conn = (*Face)(nil)
@@ -54,6 +58,8 @@ type sendScratch struct {
 	raw, udp []underlay.Datagram
 	copies   [][]byte
 	used     int
+	ops      []op
+	crypto   batchCrypto
 }
 
 func newSendScratch() any {
@@ -76,9 +82,8 @@ func (s *sendScratch) copyBuf() []byte {
 // queued; what was dropped is counted in Stats.
 func (f *Face) WriteBatch(ds []underlay.Datagram) (int, error) {
 	l := f.l
-	s := l.pool.Get().(*sendScratch)
-	var sealed, dropped uint64
-	var firstErr error
+	s := l.scratch.Get().(*sendScratch)
+	var dropped int
 	l.db.mu.RLock()
 	for i := range ds {
 		d := &ds[i]
@@ -89,16 +94,39 @@ func (f *Face) WriteBatch(ds []underlay.Datagram) (int, error) {
 			}
 			continue
 		}
-		out, ok := l.seal(s, sa, d.Buf, d.Off, d.Len, d.Shared)
-		if !ok {
+		if !l.prepare(s, sa, d.Buf, d.Off, d.Len, d.Shared) {
 			dropped++
+		}
+	}
+	l.db.mu.RUnlock()
+	sent, err := l.sealAndSend(s)
+	dropped += len(s.ops) - sent
+	l.putScratch(s)
+	return len(ds) - dropped, err
+}
+
+// sealAndSend seals the prepared ops of s (spread over the crypto workers)
+// and writes them, in their order, to their sockets; it returns how many
+// were sealed.
+func (l *Layer) sealAndSend(s *sendScratch) (int, error) {
+	l.runAll(&s.crypto, s.ops)
+	var firstErr error
+	sealed := 0
+	for i := range s.ops {
+		o := &s.ops[i]
+		if !o.ok {
+			l.c.sealErrors.Add(1)
+			l.softExpired(o.sa)
 			continue
 		}
 		sealed++
-		if sa.desc.UDP {
-			s.udp = append(s.udp, out)
+		if o.sa.out.SoftExpired() {
+			l.softExpired(o.sa)
+		}
+		if o.sa.desc.UDP {
+			s.udp = append(s.udp, o.out)
 		} else {
-			s.raw = append(s.raw, out)
+			s.raw = append(s.raw, o.out)
 		}
 		if len(s.udp) == cap(s.udp) || len(s.raw) == cap(s.raw) {
 			if err := l.flushScratch(s); err != nil && firstErr == nil {
@@ -106,14 +134,20 @@ func (f *Face) WriteBatch(ds []underlay.Datagram) (int, error) {
 			}
 		}
 	}
-	l.db.mu.RUnlock()
 	if err := l.flushScratch(s); err != nil && firstErr == nil {
 		firstErr = err
 	}
+	l.c.sealed.Add(uint64(sealed))
+	return sealed, firstErr
+}
+
+// putScratch returns s to the pool, holding no reference to the caller's
+// buffers.
+func (l *Layer) putScratch(s *sendScratch) {
+	clear(s.ops)
+	s.ops = s.ops[:0]
 	s.used = 0
-	l.pool.Put(s)
-	l.c.sealed.Add(sealed)
-	return len(ds) - int(dropped), firstErr
+	l.scratch.Put(s)
 }
 
 // flushScratch writes the sealed datagrams of s to their sockets.
@@ -140,16 +174,18 @@ func (l *Layer) flushScratch(s *sendScratch) error {
 	return firstErr
 }
 
-// seal turns the GRE datagram buf[off:off+n] into an ESP datagram for sa:
-// in place when it may and there is room around it, else in a copy.
-func (l *Layer) seal(s *sendScratch, sa *childSA, buf []byte, off, n int, shared bool) (underlay.Datagram, bool) {
+// prepare readies the GRE datagram buf[off:off+n] for sealing with sa (an
+// op in s.ops): in place when it may and there is room around it, else in
+// a copy; in tunnel mode with the inner IP header in front. False: too big
+// to copy (counted).
+func (l *Layer) prepare(s *sendScratch, sa *childSA, buf []byte, off, n int, shared bool) bool {
 	head := sa.out.HeaderLen() + sa.outerHdr
 	tail := sa.out.TrailerLen(n + sa.outerHdr)
 	buf = buf[:cap(buf)]
 	if shared || off < head || len(buf)-(off+n) < tail {
 		if n > maxQueued {
 			l.c.tooBig.Add(1)
-			return underlay.Datagram{}, false
+			return false
 		}
 		c := s.copyBuf()
 		copy(c[scratchHead:], buf[off:off+n])
@@ -161,20 +197,17 @@ func (l *Layer) seal(s *sendScratch, sa *childSA, buf []byte, off, n int, shared
 		n += sa.outerHdr
 		nh = writeTunnelHeader(buf[off:off+sa.outerHdr], sa.desc.Local, sa.desc.Remote, n)
 	}
-	start, length, err := sa.out.Seal(buf, off, n, nh)
-	if err != nil {
-		l.c.sealErrors.Add(1)
-		l.softExpired(sa)
-		return underlay.Datagram{}, false
+	s.ops = append(s.ops, op{sa: sa, buf: buf, off: off, n: n, nh: nh})
+	return true
+}
+
+// sendTo is where the SA's ESP goes: the peer's endpoint over UDP, its
+// address (port 0) over raw ESP.
+func (sa *childSA) sendTo() netip.AddrPort {
+	if sa.desc.UDP {
+		return sa.desc.Peer
 	}
-	if sa.out.SoftExpired() {
-		l.softExpired(sa)
-	}
-	to := sa.desc.Peer
-	if !sa.desc.UDP {
-		to = netip.AddrPortFrom(to.Addr(), 0)
-	}
-	return underlay.Datagram{Buf: buf, Off: start, Len: length, Peer: to}, true
+	return netip.AddrPortFrom(sa.desc.Peer.Addr(), 0)
 }
 
 func (l *Layer) softExpired(sa *childSA) {
@@ -229,24 +262,11 @@ func (l *Layer) queue(peer netip.AddrPort, t nbma.Transport, payload []byte) boo
 
 // sendQueued seals and sends what waited for sa's peer, in order.
 func (l *Layer) sendQueued(sa *childSA, q *waitQueue) {
-	s := l.pool.Get().(*sendScratch)
+	s := l.scratch.Get().(*sendScratch)
 	for _, p := range q.pkts {
-		out, ok := l.seal(s, sa, p, 0, len(p), true)
-		if !ok {
-			continue
-		}
-		if sa.desc.UDP {
-			s.udp = append(s.udp, out)
-		} else {
-			s.raw = append(s.raw, out)
-		}
-		if len(s.udp) == cap(s.udp) || len(s.raw) == cap(s.raw) {
-			l.flushScratch(s)
-		}
+		l.prepare(s, sa, p, 0, len(p), true)
 	}
-	l.flushScratch(s)
-	l.c.sealed.Add(uint64(len(q.pkts)))
-	l.c.dequeued.Add(uint64(len(q.pkts)))
-	s.used = 0
-	l.pool.Put(s)
+	n, _ := l.sealAndSend(s)
+	l.c.dequeued.Add(uint64(n))
+	l.putScratch(s)
 }

@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -141,7 +142,7 @@ func (n *Node) openIPsec() error {
 			s.clearGRE = c
 		}
 	}
-	s.layer = ipsec.New(ipsec.Config{Local: src, Raw: raw, UDP: udp, Now: n.clk.Now,
+	s.layer = ipsec.New(ipsec.Config{Local: src, Raw: raw, UDP: udp, Now: n.clk.Now, Workers: runtime.GOMAXPROCS(0),
 		Log: n.logFor(logging.IPsec),
 		OnNeedSA: func(peer netip.AddrPort, _ nbma.Transport) {
 			select {
@@ -553,6 +554,9 @@ func (n *Node) closeIPsec() {
 	s := n.ipsec
 	if s == nil {
 		return
+	}
+	if s.layer != nil {
+		s.layer.Close() // its sockets (closed once more is harmless) and its crypto workers
 	}
 	if s.ike500 != nil {
 		s.ike500.Close()
