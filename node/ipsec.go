@@ -443,6 +443,7 @@ func (n *Node) onIKEEvent(ev ikeengine.Event) {
 		c := ev.Child
 		sa := layerSA(c)
 		sa.BehindNAT = ev.NAT.Local
+		sa.In.ReplayWindow = n.cfg.IPsec.ReplayWindow
 		// The initiator learns of the SA from the responder's answer:
 		// the peer has it. The responder waits for the initiator's
 		// first packet (or a second): its answer may still be on its way.

@@ -83,7 +83,7 @@ func TestIPsecPhase1HubAndSpokesWithNAT(t *testing.T) {
 	}
 	for _, sa := range sas {
 		udp := sa.Peer.Addr() == netip.MustParseAddr("198.51.100.129")
-		if sa.UDP != udp || sa.State != "current" || sa.InPackets == 0 || sa.OutPackets == 0 || sa.Mode != "transport" {
+		if sa.UDP != udp || sa.State != "current" || sa.InPackets == 0 || sa.OutPackets == 0 || sa.Mode != "transport" || sa.ReplayWindow != 1024 {
 			t.Fatalf("hub SA %+v", sa)
 		}
 	}
@@ -287,7 +287,7 @@ func TestIPsecPhase2ResolveNextHop(t *testing.T) {
 	tn := newTestNet(t)
 	w := watchClear(tn)
 	hub := tn.start(withIPsec(hubYAML), "10.1.0.0/24")
-	s1 := tn.start(withIPsec(phase2Spoke(1, "198.51.100.1")), "10.1.1.0/24")
+	s1 := tn.start(withIPsec(phase2Spoke(1, "198.51.100.1"), "  replay-window: 4096\n"), "10.1.1.0/24")
 	s2 := tn.start(withIPsec(phase2Spoke(2, "198.51.100.65")), "10.1.2.0/24")
 	eventually(t, "registered", func() bool { return registered(s1) && registered(s2) })
 	ping(t, s1, s2, "10.1.1.10", "10.1.2.10")
@@ -299,6 +299,11 @@ func TestIPsecPhase2ResolveNextHop(t *testing.T) {
 	}
 	if hub.n.Plane().Stats().Hairpinned != before {
 		t.Fatal("hub still relays after resolution")
+	}
+	for _, sa := range s1.n.ipsec.layer.SAs() {
+		if sa.ReplayWindow != 4096 {
+			t.Errorf("spoke1's SA with %v has a replay window of %d, want ipsec.replay-window 4096", sa.Peer, sa.ReplayWindow)
+		}
 	}
 	if st := s2.n.ipsec.layer.Stats(); st.Queued == 0 || st.Dequeued == 0 {
 		t.Errorf("spoke2's reply did not wait for the spoke-to-spoke SA: %+v", st)
