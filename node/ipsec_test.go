@@ -349,3 +349,20 @@ func TestIPsecDeadPeerPurged(t *testing.T) {
 		t.Fatalf("IKE dead peers %d, want 1", st.Dead)
 	}
 }
+
+// mode: tunnel (for peers that refuse transport mode): the SAs are tunnel
+// mode, an inner IP header NBMA to NBMA inside ESP, and traffic flows.
+func TestIPsecTunnelMode(t *testing.T) {
+	tn := newTestNet(t)
+	mode := "  mode: tunnel\n  esp-proposals: [aes256-sha256]\n"
+	hub := tn.start(withIPsec(hubYAML, mode), "10.1.0.0/24")
+	s1 := tn.start(withIPsec(spokeYAML(1, "198.51.100.1", "gre", 42, "lab"), mode), "10.1.1.0/24")
+	eventually(t, "registered", func() bool { return registered(s1) })
+	ping(t, s1, hub, "10.1.1.10", "10.0.0.1")
+	for _, n := range []*testNode{hub, s1} {
+		sas := n.n.ipsec.layer.SAs()
+		if len(sas) != 1 || sas[0].Mode != "tunnel" || sas[0].Transform != "aes-cbc-256/hmac-sha256-128" || sas[0].InPackets == 0 {
+			t.Fatalf("%s SAs: %+v", n.name, sas)
+		}
+	}
+}
