@@ -51,7 +51,7 @@ var DefaultMaxReceive = Rate{Packets: 100, Interval: time.Second}
 
 // LogComponents are the components log-levels may name (internal/logging
 // uses the same names).
-var LogComponents = []string{"nhrp", "dataplane", "node", "localroute", "api", "bgp", "metrics", "events", "capture"}
+var LogComponents = []string{"nhrp", "dataplane", "node", "localroute", "api", "bgp", "ipsec", "metrics", "events", "capture"}
 
 // Limits checked by Parse.
 const (

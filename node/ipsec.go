@@ -68,6 +68,29 @@ type ipsecNode struct {
 	// out holds what the engine sent during the current call (SendIKE).
 	outMu sync.Mutex
 	out   []ikeOut
+	// failures is the last IKE failure by peer address, for show dmvpn
+	// (bounded: cleared when full).
+	failMu   sync.Mutex
+	failures map[netip.Addr]string
+}
+
+// maxFailures bounds the IKE failures remembered for show.
+const maxFailures = 1024
+
+func (s *ipsecNode) noteFailure(a netip.Addr, why string) {
+	s.failMu.Lock()
+	defer s.failMu.Unlock()
+	if s.failures == nil || len(s.failures) >= maxFailures {
+		s.failures = map[netip.Addr]string{}
+	}
+	s.failures[a] = why
+}
+
+// lastFailure is the last IKE failure with a, if its SA is not up since.
+func (s *ipsecNode) lastFailure(a netip.Addr) string {
+	s.failMu.Lock()
+	defer s.failMu.Unlock()
+	return s.failures[a]
 }
 
 type ikeOut struct {
@@ -417,6 +440,9 @@ func (n *Node) onIKEEvent(ev ikeengine.Event) {
 	s := n.ipsec
 	switch ev.Type {
 	case ikeengine.IKESAUp:
+		s.failMu.Lock()
+		delete(s.failures, ev.Peer.Addr())
+		s.failMu.Unlock()
 		s.log.Info(ev.Time, "IKE SA up", "peer", ev.Peer, "remote-id", ev.RemoteID, "initiator", ev.Initiator, "nat", ev.NAT.Any())
 		if s.keyLog != nil {
 			s.keyLog.ike(ev)
@@ -433,6 +459,7 @@ func (n *Node) onIKEEvent(ev ikeengine.Event) {
 		s.log.Info(ev.Time, "IKE SA down", "peer", ev.Peer, "reason", ev.Reason)
 	case ikeengine.IKESAFailed:
 		s.log.Warn(ev.Time, "IKE SA failed", "peer", ev.Peer, "reason", ev.Reason)
+		s.noteFailure(ev.Peer.Addr(), ev.Reason)
 		// What waits for this peer goes; its next packet tries again. An
 		// SA that works (this was a second attempt) stays.
 		s.layer.DropWaiting(netip.AddrPortFrom(ev.Peer.Addr(), 0))
@@ -462,6 +489,9 @@ func (n *Node) onIKEEvent(ev ikeengine.Event) {
 		if s.keyLog != nil {
 			s.keyLog.esp(c)
 		}
+		s.log.Info(ev.Time, "Child SA up", "peer", sa.Key(), "mode", c.Mode, "transform", c.Transform,
+			"spi-in", fmt.Sprintf("%#08x", c.Inbound.SPI), "spi-out", fmt.Sprintf("%#08x", c.Outbound.SPI),
+			"esp-in-udp", c.UDPEncap, "replaces", fmt.Sprintf("%#08x", c.Replaces))
 		typ, why := events.SAUp, ""
 		if c.Replaces != 0 {
 			typ, why = events.SARekeyed, fmt.Sprintf(", replaces spi in %#08x", c.Replaces)
@@ -481,7 +511,16 @@ func (n *Node) onIKEEvent(ev ikeengine.Event) {
 			return // a rekey's old SA: sa-rekeyed said it
 		}
 		n.emit(events.Event{Time: ev.Time, Type: events.SADown, NBMA: key.String(), Reason: ev.Reason})
-		if !up {
+		s.log.Info(ev.Time, "Child SA down", "peer", key, "spi-in", fmt.Sprintf("%#08x", c.Inbound.SPI), "reason", ev.Reason)
+		switch {
+		case up:
+		case n.cfg.IsHub() && ev.Reason == ikeengine.ReasonDeletedByPeer:
+			// A spoke that deleted its SA is alive and brings up a new
+			// one when it needs it; FRR's nhrpd (and Cisco's) re-register
+			// only on their refresh timer, so its binding stays until its
+			// holding time runs out or the new SA carries a refresh. A
+			// dead spoke (DPD, a failed rekey) loses it at once.
+		default:
 			s.lostMu.Lock()
 			s.lost = append(s.lost, lostPeer{key, "IPsec SA down: " + ev.Reason})
 			s.lostMu.Unlock()

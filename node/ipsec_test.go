@@ -366,3 +366,41 @@ func TestIPsecTunnelMode(t *testing.T) {
 		}
 	}
 }
+
+// A spoke that deletes its SA (as strongSwan beside FRR's nhrpd does when
+// it restarts) keeps its binding at the hub: FRR re-registers only on its
+// refresh timer, so the hub must not forget it while it is alive. The new
+// SA carries the spoke's traffic again.
+func TestIPsecSpokeDeleteKeepsBindingAtHub(t *testing.T) {
+	tn := newTestNet(t)
+	hub := tn.start(withIPsec(hubYAML), "10.1.0.0/24")
+	s1 := tn.start(withIPsec(spokeYAML(1, "198.51.100.1", "gre", 42, "lab")), "10.1.1.0/24")
+	eventually(t, "registered", func() bool { return registered(s1) })
+	sub, err := hub.n.SubscribeEvents(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Close()
+	before, _ := hub.n.Cache().Get(netip.MustParseAddr("10.0.0.11"))
+	if err := s1.n.ipsec.ike.Delete(tn.clk.Now(), netip.AddrPortFrom(netip.MustParseAddr("192.0.2.1"), IKEPort), "restart"); err != nil {
+		t.Fatal(err)
+	}
+	s1.n.poke()
+	eventually(t, "the hub saw the delete", func() bool { return hub.n.ipsec.ike.Stats().IKESAs == 0 || len(hub.n.IPsec().Child) == 0 || hub.n.IPsec().Child[0].State != "current" })
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	for {
+		ev, ok := sub.Next(ctx)
+		if !ok {
+			break
+		}
+		if ev.Type == events.RegistrationExpired || ev.Type == events.RegistrationRemoved {
+			t.Fatalf("the hub dropped the spoke's binding: %v", ev)
+		}
+	}
+	if now, ok := hub.n.Cache().Get(netip.MustParseAddr("10.0.0.11")); !ok || !now.Created.Equal(before.Created) {
+		t.Fatalf("the spoke's binding at the hub: %+v (%v), was %+v", now, ok, before)
+	}
+	eventually(t, "a new SA", func() bool { return hub.n.ipsec.layer.Up(netip.AddrPortFrom(netip.MustParseAddr("198.51.100.1"), 0)) })
+	ping(t, hub, s1, "10.1.0.10", "10.1.1.10")
+}

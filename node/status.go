@@ -64,6 +64,13 @@ func (n *Node) DMVPN() api.DMVPN {
 		p.UpDown = api.UpDown(now.Sub(p.Since))
 		if n.ipsec != nil {
 			p.Crypto = n.ipsec.layer.PeerState(e.NBMA)
+			if p.Crypto != "up" {
+				if why := n.ipsec.lastFailure(e.NBMA.Addr()); why != "" {
+					p.Reason = "IPsec: IKE with " + e.NBMA.Addr().String() + " failed: " + why
+				} else if p.State != "UP" {
+					p.Reason = "waiting for IPsec: no SA with " + e.NBMA.Addr().String() + " yet"
+				}
+			}
 		}
 		d.Peers = append(d.Peers, p)
 	}

@@ -453,7 +453,7 @@ func New(cfg Config, s Sender, log *slog.Logger) (*Engine, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	log = log.With("component", "ike")
+	log = log.With("part", "ike") // the node gives the component
 	// Key generation runs without the engine's lock (offLock), so the
 	// source must be safe for concurrent use: crypto/rand is, a reader
 	// from the configuration (a test's seeded one) gets a lock of its own.

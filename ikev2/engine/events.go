@@ -142,6 +142,10 @@ func (c *ChildSA) OutboundConfig() esp.Config {
 		IntegKey: c.Outbound.IntegKey, ESN: c.ESN, Lifetime: c.Limits}
 }
 
+// ReasonDeletedByPeer is the Reason of the down events of SAs the peer
+// deleted (an INFORMATIONAL Delete): the peer is alive and chose to.
+const ReasonDeletedByPeer = "deleted by the peer"
+
 // Event is one SA state change, reported through Config.OnEvent.
 type Event struct {
 	Type EventType

@@ -116,13 +116,13 @@ func (e *Engine) infoRequest(now time.Time, sa *ikeSA, from netip.AddrPort, natt
 			// yet, is moot.
 			e.completeIKERekey(now, sa, p, false)
 		}
-		e.remove(now, sa, "deleted by the peer", false)
+		e.remove(now, sa, ReasonDeletedByPeer, false)
 	case authFailed:
 		e.stats.AuthFailures++
 		e.remove(now, sa, "authentication failed: the peer refused our AUTH", false)
 	default:
 		for _, c := range gone {
-			reason := "deleted by the peer"
+			reason := ReasonDeletedByPeer
 			switch s := c.successor; {
 			case c.state == childRedundant:
 				reason = "redundant: simultaneous rekey"
