@@ -386,7 +386,9 @@ func TestIPsecSpokeDeleteKeepsBindingAtHub(t *testing.T) {
 		t.Fatal(err)
 	}
 	s1.n.poke()
-	eventually(t, "the hub saw the delete", func() bool { return hub.n.ipsec.ike.Stats().IKESAs == 0 || len(hub.n.IPsec().Child) == 0 || hub.n.IPsec().Child[0].State != "current" })
+	eventually(t, "the hub saw the delete", func() bool {
+		return hub.n.ipsec.ike.Stats().IKESAs == 0 || len(hub.n.IPsec().Child) == 0 || hub.n.IPsec().Child[0].State != "current"
+	})
 	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 	defer cancel()
 	for {
