@@ -165,7 +165,7 @@ func (n *Node) openIPsec() error {
 			s.clearGRE = c
 		}
 	}
-	s.layer = ipsec.New(ipsec.Config{Local: src, Raw: raw, UDP: udp, Now: n.clk.Now, Workers: runtime.GOMAXPROCS(0),
+	s.layer = ipsec.New(ipsec.Config{Local: src, Raw: raw, UDP: udp, Now: n.clk.Now, Workers: cryptoWorkers(),
 		Log: n.logFor(logging.IPsec),
 		OnNeedSA: func(peer netip.AddrPort, _ nbma.Transport) {
 			select {
@@ -787,4 +787,16 @@ func rekeyIn(now, at time.Time) string {
 		return ""
 	}
 	return api.UpDown(at.Sub(now))
+}
+
+// cryptoWorkers is how many cores seal and open a batch: all of them from
+// four on. With two, the data plane's reader and writer goroutines, the
+// TUN and the kernel already keep both busy under load, and handing half
+// a batch to the other core cost more than it saved when measured
+// (`go test ./ipsec -bench Workers -cpu 2` on the 2-vCPU test machine).
+func cryptoWorkers() int {
+	if n := runtime.GOMAXPROCS(0); n >= 4 {
+		return n
+	}
+	return 1
 }
