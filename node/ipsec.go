@@ -214,11 +214,14 @@ func (n *Node) openIPsec() error {
 func ikeConfig(cfg *config.Config) (ikeengine.Config, error) {
 	c := &cfg.IPsec
 	e := ikeengine.Config{
-		Local:           cfg.Tunnel.Source,
-		LocalID:         identity(c.LocalID, cfg.Tunnel.Source),
-		PSK:             []byte(c.PSK),
-		RemoteID:        identity(c.RemoteID, netip.Addr{}),
-		TunnelMode:      c.Mode == "tunnel",
+		Local:      cfg.Tunnel.Source,
+		LocalID:    identity(c.LocalID, cfg.Tunnel.Source),
+		PSK:        []byte(c.PSK),
+		RemoteID:   identity(c.RemoteID, netip.Addr{}),
+		TunnelMode: c.Mode == "tunnel",
+		// The UDP transport is ESP-in-UDP, NAT or not (docs/CONFIG.md):
+		// it has the kernel's UDP GSO/GRO, raw ESP has no offload.
+		ForceUDPEncap:   cfg.Tunnel.Transport == nbma.TransportUDP,
 		ChildLifetime:   c.Lifetime,
 		ChildLifetimeKB: c.LifetimeKB,
 		IKELifetime:     c.IKELifetime,

@@ -406,3 +406,20 @@ func TestIPsecSpokeDeleteKeepsBindingAtHub(t *testing.T) {
 	eventually(t, "a new SA", func() bool { return hub.n.ipsec.layer.Up(netip.AddrPortFrom(netip.MustParseAddr("198.51.100.1"), 0)) })
 	ping(t, hub, s1, "10.1.0.10", "10.1.1.10")
 }
+
+// A node on the UDP transport gets ESP-in-UDP with every peer, NAT or not
+// (ForceUDPEncap): UDP GSO/GRO instead of raw ESP's one skb per packet.
+func TestIPsecUDPTransportIsESPInUDP(t *testing.T) {
+	tn := newTestNet(t)
+	hub := tn.start(withIPsec(strings.Replace(hubYAML, "  key: 42\n", "  key: 42\n  transport: udp\n", 1)), "10.1.0.0/24")
+	s1 := tn.start(withIPsec(spokeYAML(1, "198.51.100.1", "udp", 42, "lab")), "10.1.1.0/24")
+	s2 := tn.start(withIPsec(spokeYAML(2, "198.51.100.65", "gre", 42, "lab")), "10.1.2.0/24")
+	eventually(t, "registered", func() bool { return registered(s1) && registered(s2) })
+	ping(t, s1, s2, "10.1.1.10", "10.1.2.10")
+	ping(t, s2, s1, "10.1.2.10", "10.1.1.10")
+	for _, sa := range hub.n.ipsec.layer.SAs() {
+		if !sa.UDP || sa.Peer.Port() != 4500 || sa.InPackets == 0 {
+			t.Errorf("hub SA %+v: want ESP-in-UDP on 4500 with every spoke", sa)
+		}
+	}
+}

@@ -193,6 +193,13 @@ type Config struct {
 	// rekeys. 0: no PFS asked for (Cisco's default); a peer's rekey with
 	// PFS is still accepted with any group we implement that it proposes.
 	PFSGroup ikecrypto.Group
+	// ForceUDPEncap makes every SA use UDP 4500 for IKE and ESP, NAT or
+	// not, as strongSwan's encap=yes: our NAT_DETECTION_SOURCE_IP hashes
+	// an endpoint that is not ours, so the peer sees a NAT (RFC 7296
+	// §2.23), and we act as if we were behind one (float, keepalives).
+	// A node on the UDP transport asks for it: ESP-in-UDP has the
+	// kernel's UDP GSO/GRO, raw ESP does not.
+	ForceUDPEncap bool
 	// ExportKeys puts each IKE SA's keys in its IKESAUp and IKESARekeyed
 	// events (Event.IKEKeys), for a key log that lets Wireshark decrypt
 	// the exchanges. Off by default: keys leave the engine only in Child
@@ -1050,6 +1057,29 @@ func (e *Engine) peerConfig(a netip.Addr) (psk []byte, remote Identity) {
 		}
 	}
 	return psk, remote
+}
+
+// natSource is our NAT_DETECTION_SOURCE_IP data: the hash of our endpoint,
+// or with ForceUDPEncap of one that is not ours (the unspecified address,
+// port 0), so that the peer finds a NAT.
+func (e *Engine) natSource(spiI, spiR uint64, ours netip.AddrPort) []byte {
+	if e.cfg.ForceUDPEncap {
+		fake := netip.IPv4Unspecified()
+		if ours.Addr().Is6() {
+			fake = netip.IPv6Unspecified()
+		}
+		return natHash(spiI, spiR, netip.AddrPortFrom(fake, 0))
+	}
+	return natHash(spiI, spiR, ours)
+}
+
+// natFound is what NAT detection found, with ForceUDPEncap's pretence
+// that we are behind a NAT when the peer does NAT detection at all.
+func (e *Engine) natFound(nat NAT, ok bool) NAT {
+	if ok && e.cfg.ForceUDPEncap {
+		nat.Local = true
+	}
+	return nat
 }
 
 // natHash is the NAT_DETECTION_*_IP data for an endpoint.

@@ -52,7 +52,7 @@ func (e *Engine) sendInit(now time.Time, sa *ikeSA) {
 	b.SA(ikeSAPayload(e.cfg.IKEProposals, 0))
 	b.KE(&ikev2.KE{Group: ikev2.DHGroup(sa.group), Data: sa.dh.Public()})
 	b.Nonce(sa.ni)
-	b.Notify(&ikev2.Notify{Type: ikev2.NotifyNATDetectionSourceIP, Data: natHash(sa.spiI, 0, e.localEP(sa.natt))})
+	b.Notify(&ikev2.Notify{Type: ikev2.NotifyNATDetectionSourceIP, Data: e.natSource(sa.spiI, 0, e.localEP(sa.natt))})
 	b.Notify(&ikev2.Notify{Type: ikev2.NotifyNATDetectionDestinationIP, Data: natHash(sa.spiI, 0, sa.peer)})
 	msg, err := b.Finish()
 	if err != nil {
@@ -180,10 +180,11 @@ func (e *Engine) initRequest(now time.Time, from netip.AddrPort, natt bool, m *i
 	sa := &ikeSA{spiI: spiI, spiR: spiR, ours: spiR, state: stateRespInit, key: from, peer: from, natt: natt,
 		created: now, lastRx: now, ni: slices.Clone(ni), nr: nr, group: ch.group, suite: ch.suite, nextID: 0, peerNext: 1}
 	nat, hasNAT := natCheck(m, spiI, 0, from, e.localEP(natt))
-	sa.nat = nat
+	sa.nat = e.natFound(nat, hasNAT)
 	sa.msg1 = slices.Clone(m.Raw)
 	j := &initJob{sa: sa, from: from, natt: natt, rnd: e.rnd, ch: ch, peerKE: slices.Clone(ke.Data),
-		spiI: spiI, spiR: spiR, ni: sa.ni, nr: nr, hasNAT: hasNAT, local: e.localEP(natt)}
+		spiI: spiI, spiR: spiR, ni: sa.ni, nr: nr, hasNAT: hasNAT, local: e.localEP(natt),
+		natSrc: e.natSource(spiI, spiR, e.localEP(natt))}
 	sa.busy = j
 	e.job = j
 	e.add(sa)
@@ -207,6 +208,7 @@ type initJob struct {
 	ni, nr     []byte
 	hasNAT     bool
 	local      netip.AddrPort // our endpoint for NAT detection
+	natSrc     []byte         // our NAT_DETECTION_SOURCE_IP data (natSource)
 
 	keys    ikecrypto.IKEKeys
 	in, out *ikecrypto.SK
@@ -238,7 +240,7 @@ func (j *initJob) compute() {
 	b.KE(&ikev2.KE{Group: ikev2.DHGroup(j.ch.group), Data: dh.Public()})
 	b.Nonce(j.nr)
 	if j.hasNAT {
-		b.Notify(&ikev2.Notify{Type: ikev2.NotifyNATDetectionSourceIP, Data: natHash(j.spiI, j.spiR, j.local)})
+		b.Notify(&ikev2.Notify{Type: ikev2.NotifyNATDetectionSourceIP, Data: j.natSrc})
 		b.Notify(&ikev2.Notify{Type: ikev2.NotifyNATDetectionDestinationIP, Data: natHash(j.spiI, j.spiR, j.from)})
 	}
 	if j.msg, err = b.Finish(); err != nil {
@@ -471,7 +473,7 @@ func (e *Engine) initResponse(now time.Time, from netip.AddrPort, natt bool, m *
 		return
 	}
 	if nat, ok := natCheck(m, sa.spiI, sa.spiR, from, e.localEP(natt)); ok {
-		sa.nat = nat
+		sa.nat = e.natFound(nat, ok)
 	}
 	if sa.nat.Any() && !sa.natt {
 		// §2.23: with a NAT in between, the initiator moves to 4500.

@@ -32,3 +32,31 @@ func TestExportKeys(t *testing.T) {
 		t.Fatal("keys exported without ExportKeys")
 	}
 }
+
+// ForceUDPEncap on either side puts IKE and ESP on UDP 4500 with no NAT:
+// the other side sees a NAT in the fake hash, this side pretends to be
+// behind one; the Child SAs are ESP-in-UDP and their keys work.
+func TestForceUDPEncap(t *testing.T) {
+	for _, side := range []string{"initiator", "responder"} {
+		t.Run(side, func(t *testing.T) {
+			ci, cr := Config{}, Config{}
+			if side == "initiator" {
+				ci.ForceUDPEncap = true
+			} else {
+				cr.ForceUDPEncap = true
+			}
+			_, i, r := up(t, ci, cr)
+			for _, nd := range []*node{i, r} {
+				ch := nd.liveChildren()
+				if len(ch) != 1 || !ch[0].UDPEncap || ch[0].Peer.Port() != 4500 {
+					t.Fatalf("%s: children %+v, want one ESP-in-UDP to port 4500", nd.addr, ch)
+				}
+			}
+			espRoundTrip(t, i.liveChildren()[0], r.liveChildren()[0])
+			_, i2, _ := up(t, Config{}, Config{})
+			if i2.liveChildren()[0].UDPEncap {
+				t.Fatal("without ForceUDPEncap and without a NAT, the SA is ESP-in-UDP")
+			}
+		})
+	}
+}
