@@ -29,6 +29,7 @@ type IPsecConfig struct {
 	PSK          string        `yaml:"psk"`
 	ESPProposals []string      `yaml:"esp-proposals,omitempty,flow"`
 	DPD          time.Duration `yaml:"dpd,omitempty"`
+	LifetimeKB   uint64        `yaml:"lifetime-kilobytes,omitempty"`
 	KeyLog       string        `yaml:"key-log,omitempty"`
 }
 

@@ -503,6 +503,12 @@ func (n *Node) onIKEEvent(ev ikeengine.Event) {
 			Reason: fmt.Sprintf("%v %v spi in %#08x out %#08x%s%s", c.Mode, c.Transform, c.Inbound.SPI, c.Outbound.SPI, encapNote(c.UDPEncap), why)})
 	case ikeengine.ChildSADown:
 		c := ev.Child
+		if c.ReplacedBy != 0 {
+			// Its successor takes over now if it still stands by (the
+			// engine's ChildSAActive normally came first): a peer is
+			// never left without a current SA by a rekey.
+			s.layer.Activate(c.ReplacedBy)
+		}
 		up, found := s.layer.Remove(c.Inbound.SPI)
 		if !found {
 			return
@@ -766,6 +772,7 @@ func (n *Node) ipsecCounters() map[string]uint64 {
 		"ike_received": e.Received, "ike_sent": e.Sent, "ike_retransmitted": e.Retransmitted,
 		"ike_auth_failures": e.AuthFailures, "ike_established": e.Established, "ike_failed": e.Failed,
 		"ike_dead_peers": e.Dead, "ike_collisions": e.Collisions, "ike_cookies_sent": e.CookiesSent,
+		"ike_child_rekeys": e.ChildRekeys, "ike_ike_rekeys": e.IKERekeys, "ike_rekey_collisions": e.RekeyCollisions,
 	}
 	for k, v := range e.DroppedByName() {
 		m["ike_dropped_"+k] = v
