@@ -39,20 +39,9 @@ func (sa *SA) SealWith(s *Scratch, buf []byte, off, n int, nextHeader byte) (sta
 	if !sa.Concurrent() {
 		return sa.Seal(buf, off, n, nextHeader)
 	}
-	if !sa.outbound {
-		return 0, 0, ErrDirection
-	}
-	p := &sa.p
-	hdr := HeaderFixedLen + p.ivLen
-	if off < 0 || n < 0 || off > len(buf) || n > len(buf)-off {
-		return 0, 0, ErrBadLength
-	}
-	if off < hdr {
-		return 0, 0, ErrNoHeadroom
-	}
-	pad := padLen(n, p.align)
-	if len(buf)-off-n < pad+TrailerFixedLen+p.icvLen {
-		return 0, 0, ErrNoTailroom
+	pad, end, err := sa.sealLayout(buf, off, n)
+	if err != nil {
+		return 0, 0, err
 	}
 	if sa.overLimit() {
 		return 0, 0, ErrLifetimeExpired
@@ -61,25 +50,16 @@ func (sa *SA) SealWith(s *Scratch, buf []byte, off, n int, nextHeader byte) (sta
 	if err != nil {
 		return 0, 0, err
 	}
-	end := off + n + pad + TrailerFixedLen
-	start = off - hdr
-	binary.BigEndian.PutUint32(buf[start:], sa.spi)
-	binary.BigEndian.PutUint32(buf[start+4:], uint32(seq))
-	iv := buf[start+HeaderFixedLen : off]
-	t := buf[off+n : end]
-	for i := range pad {
-		t[i] = byte(i + 1)
-	}
-	t[pad] = byte(pad)
-	t[pad+1] = nextHeader
+	start, iv := sa.frame(buf, off, n, pad, end, nextHeader, seq)
 	binary.BigEndian.PutUint64(iv, seq)
 	copy(s.nonce[:saltLen], sa.salt[:])
 	copy(s.nonce[saltLen:], iv)
-	pt := buf[off : end : end+p.icvLen]
+	icv := sa.p.icvLen
+	pt := buf[off : end : end+icv]
 	sa.aead.Seal(pt[:0], s.nonce[:], pt, sa.aadInto(&s.aad, seq))
 	sa.packets.Add(1)
 	sa.bytes.Add(uint64(n))
-	return start, end + p.icvLen - start, nil
+	return start, end + icv - start, nil
 }
 
 // OpenWith is Open with the caller's scratch: safe to call from several
@@ -90,17 +70,9 @@ func (sa *SA) OpenWith(s *Scratch, pkt []byte) (off, n int, nextHeader byte, err
 	if !sa.Concurrent() {
 		return sa.Open(pkt)
 	}
-	if sa.outbound {
-		return 0, 0, 0, ErrDirection
-	}
-	p := &sa.p
-	hdr := HeaderFixedLen + p.ivLen
-	ctLen := len(pkt) - hdr - p.icvLen
-	if ctLen < TrailerFixedLen {
-		return 0, 0, 0, ErrTruncated
-	}
-	if binary.BigEndian.Uint32(pkt) != sa.spi {
-		return 0, 0, 0, ErrSPIMismatch
+	hdr, ctLen, err := sa.openLayout(pkt)
+	if err != nil {
+		return 0, 0, 0, err
 	}
 	if sa.overLimit() {
 		return 0, 0, 0, ErrLifetimeExpired
@@ -123,23 +95,12 @@ func (sa *SA) OpenWith(s *Scratch, pkt []byte) (off, n int, nextHeader byte, err
 	if aerr != nil {
 		return 0, 0, 0, replayError(aerr)
 	}
-	pad := int(ct[ctLen-2])
-	if pad > ctLen-TrailerFixedLen {
-		return 0, 0, 0, ErrBadPadding
-	}
-	n = ctLen - TrailerFixedLen - pad
-	for i, b := range ct[n : n+pad] {
-		if b != byte(i+1) {
-			return 0, 0, 0, ErrBadPadding
-		}
-	}
-	sa.packets.Add(1)
-	sa.bytes.Add(uint64(n))
-	return hdr, n, ct[ctLen-1], nil
+	return sa.unpad(ct, hdr)
 }
 
 // aadInto builds the AEAD's additional data in a (RFC 4106 §5, RFC 7634
-// §2.1).
+// §2.1): the SA's own scratch for Seal/Open, the caller's for
+// SealWith/OpenWith.
 func (sa *SA) aadInto(a *[12]byte, seq uint64) []byte {
 	binary.BigEndian.PutUint32(a[:], sa.spi)
 	if sa.esn {

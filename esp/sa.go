@@ -244,22 +244,11 @@ func (sa *SA) TrailerLen(n int) int { return padLen(n, sa.p.align) + TrailerFixe
 // and ICV after it, and encrypts. The ESP packet is buf[start:start+length].
 // On error nothing is written and no sequence number is used.
 func (sa *SA) Seal(buf []byte, off, n int, nextHeader byte) (start, length int, err error) {
-	if !sa.outbound {
-		return 0, 0, ErrDirection
+	pad, end, err := sa.sealLayout(buf, off, n)
+	if err != nil {
+		return 0, 0, err
 	}
 	p := &sa.p
-	hdr := HeaderFixedLen + p.ivLen
-	if off < 0 || n < 0 || off > len(buf) || n > len(buf)-off {
-		return 0, 0, ErrBadLength
-	}
-	if off < hdr {
-		return 0, 0, ErrNoHeadroom
-	}
-	pad := padLen(n, p.align)
-	if len(buf)-off-n < pad+TrailerFixedLen+p.icvLen {
-		return 0, 0, ErrNoTailroom
-	}
-	end := off + n + pad + TrailerFixedLen // end of the ciphertext
 
 	sa.mu.Lock()
 	defer sa.mu.Unlock()
@@ -270,17 +259,7 @@ func (sa *SA) Seal(buf []byte, off, n int, nextHeader byte) (start, length int, 
 	if err != nil {
 		return 0, 0, err
 	}
-
-	start = off - hdr
-	binary.BigEndian.PutUint32(buf[start:], sa.spi)
-	binary.BigEndian.PutUint32(buf[start+4:], uint32(seq))
-	iv := buf[start+HeaderFixedLen : off]
-	t := buf[off+n : end]
-	for i := range pad {
-		t[i] = byte(i + 1)
-	}
-	t[pad] = byte(pad)
-	t[pad+1] = nextHeader
+	start, iv := sa.frame(buf, off, n, pad, end, nextHeader, seq)
 
 	if sa.aead != nil {
 		if sa.ivHook != nil {
@@ -290,7 +269,7 @@ func (sa *SA) Seal(buf []byte, off, n int, nextHeader byte) (start, length int, 
 		}
 		copy(sa.nonce[saltLen:], iv)
 		pt := buf[off : end : end+p.icvLen] // the tag goes right after
-		sa.aead.Seal(pt[:0], sa.nonce[:], pt, sa.aadFor(seq))
+		sa.aead.Seal(pt[:0], sa.nonce[:], pt, sa.aadInto(&sa.aad, seq))
 	} else {
 		if sa.ivHook != nil {
 			sa.ivHook(iv)
@@ -304,6 +283,42 @@ func (sa *SA) Seal(buf []byte, off, n int, nextHeader byte) (start, length int, 
 	sa.packets.Add(1)
 	sa.bytes.Add(uint64(n))
 	return start, end + p.icvLen - start, nil
+}
+
+// sealLayout checks that Seal (or SealWith) may build an ESP packet around
+// buf[off:off+n] and returns the padding and the end of the ciphertext.
+func (sa *SA) sealLayout(buf []byte, off, n int) (pad, end int, err error) {
+	if !sa.outbound {
+		return 0, 0, ErrDirection
+	}
+	p := &sa.p
+	if off < 0 || n < 0 || off > len(buf) || n > len(buf)-off {
+		return 0, 0, ErrBadLength
+	}
+	if off < HeaderFixedLen+p.ivLen {
+		return 0, 0, ErrNoHeadroom
+	}
+	pad = padLen(n, p.align)
+	if len(buf)-off-n < pad+TrailerFixedLen+p.icvLen {
+		return 0, 0, ErrNoTailroom
+	}
+	return pad, off + n + pad + TrailerFixedLen, nil
+}
+
+// frame writes the ESP header (SPI, the low half of seq) and the trailer
+// (padding, Pad Length, Next Header) around buf[off:off+n], and returns
+// where the packet starts and its IV field, for the cipher to fill.
+func (sa *SA) frame(buf []byte, off, n, pad, end int, nextHeader byte, seq uint64) (start int, iv []byte) {
+	start = off - HeaderFixedLen - sa.p.ivLen
+	binary.BigEndian.PutUint32(buf[start:], sa.spi)
+	binary.BigEndian.PutUint32(buf[start+4:], uint32(seq))
+	t := buf[off+n : end]
+	for i := range pad {
+		t[i] = byte(i + 1)
+	}
+	t[pad] = byte(pad)
+	t[pad+1] = nextHeader
+	return start, buf[start+HeaderFixedLen : off]
 }
 
 // reserveSeq takes the next outbound sequence number (atomically: SealWith
@@ -325,26 +340,9 @@ func (sa *SA) reserveSeq() (uint64, error) {
 // protocol. In order: the length, the SPI, the replay window (Check), the
 // ICV, the window update (Accept), then the padding.
 func (sa *SA) Open(pkt []byte) (off, n int, nextHeader byte, err error) {
-	if sa.outbound {
-		return 0, 0, 0, ErrDirection
-	}
-	p := &sa.p
-	hdr := HeaderFixedLen + p.ivLen
-	ctLen := len(pkt) - hdr - p.icvLen
-	if p.aead {
-		if ctLen < TrailerFixedLen {
-			return 0, 0, 0, ErrTruncated
-		}
-	} else {
-		if ctLen < p.align {
-			return 0, 0, 0, ErrTruncated
-		}
-		if ctLen%p.align != 0 {
-			return 0, 0, 0, ErrBadLength
-		}
-	}
-	if binary.BigEndian.Uint32(pkt) != sa.spi {
-		return 0, 0, 0, ErrSPIMismatch
+	hdr, ctLen, err := sa.openLayout(pkt)
+	if err != nil {
+		return 0, 0, 0, err
 	}
 
 	sa.mu.Lock()
@@ -359,7 +357,7 @@ func (sa *SA) Open(pkt []byte) (off, n int, nextHeader byte, err error) {
 	ct := pkt[hdr : hdr+ctLen]
 	if sa.aead != nil {
 		copy(sa.nonce[saltLen:], pkt[HeaderFixedLen:hdr])
-		if _, err := sa.aead.Open(ct[:0], sa.nonce[:], pkt[hdr:], sa.aadFor(seq)); err != nil {
+		if _, err := sa.aead.Open(ct[:0], sa.nonce[:], pkt[hdr:], sa.aadInto(&sa.aad, seq)); err != nil {
 			return 0, 0, 0, ErrAuth
 		}
 	} else {
@@ -372,7 +370,42 @@ func (sa *SA) Open(pkt []byte) (off, n int, nextHeader byte, err error) {
 	if err := sa.window.Accept(seq); err != nil {
 		return 0, 0, 0, replayError(err)
 	}
+	return sa.unpad(ct, hdr)
+}
 
+// openLayout checks pkt before Open (or OpenWith) looks inside: the
+// direction, the length the transform needs, the SPI; it returns the
+// header and ciphertext lengths.
+func (sa *SA) openLayout(pkt []byte) (hdr, ctLen int, err error) {
+	if sa.outbound {
+		return 0, 0, ErrDirection
+	}
+	p := &sa.p
+	hdr = HeaderFixedLen + p.ivLen
+	ctLen = len(pkt) - hdr - p.icvLen
+	if p.aead {
+		if ctLen < TrailerFixedLen {
+			return 0, 0, ErrTruncated
+		}
+	} else {
+		if ctLen < p.align {
+			return 0, 0, ErrTruncated
+		}
+		if ctLen%p.align != 0 {
+			return 0, 0, ErrBadLength
+		}
+	}
+	if binary.BigEndian.Uint32(pkt) != sa.spi {
+		return 0, 0, ErrSPIMismatch
+	}
+	return hdr, ctLen, nil
+}
+
+// unpad checks the decrypted trailer of ct (padding 1, 2, 3, …, RFC 4303
+// §2.4), counts the packet and returns the inner packet's place and Next
+// Header.
+func (sa *SA) unpad(ct []byte, hdr int) (off, n int, nextHeader byte, err error) {
+	ctLen := len(ct)
 	pad := int(ct[ctLen-2])
 	if pad > ctLen-TrailerFixedLen {
 		return 0, 0, 0, ErrBadPadding
@@ -393,18 +426,6 @@ func replayError(err error) Error {
 		return ErrReplayed
 	}
 	return ErrTooOld
-}
-
-// aadFor builds the AEAD's additional data (RFC 4106 §5, RFC 7634 §2.1).
-func (sa *SA) aadFor(seq uint64) []byte {
-	a := sa.aad[:]
-	binary.BigEndian.PutUint32(a, sa.spi)
-	if sa.esn {
-		binary.BigEndian.PutUint64(a[4:], seq)
-		return a[:12]
-	}
-	binary.BigEndian.PutUint32(a[4:], uint32(seq))
-	return a[:8]
 }
 
 // icv is the truncated HMAC of data, followed with ESN by the high half of
