@@ -200,7 +200,7 @@ func New(cfg Config) *Layer {
 	l.wait.init(cfg.MaxWaiting, cfg.QueueLen)
 	l.scratch.New = func() any { return newSendScratch() }
 	if cfg.Workers > 1 {
-		l.pool = newPool(l, cfg.Workers-1)
+		l.pool = newPool(cfg.Workers - 1)
 	}
 	if cfg.Raw != nil {
 		l.raw = &Face{l: l, conn: cfg.Raw, t: nbma.TransportGRE}
@@ -354,15 +354,9 @@ func (l *Layer) Remove(spi uint32) (peerStillUp bool, found bool) {
 // the next packet starts a new attempt) and reports how many datagrams.
 // Installed SAs are not touched.
 func (l *Layer) DropWaiting(key netip.AddrPort) int {
-	l.wait.mu.Lock()
-	defer l.wait.mu.Unlock()
-	q := l.wait.m[key]
-	if q == nil {
-		return 0
-	}
-	delete(l.wait.m, key)
-	l.c.waitExpired.Add(uint64(len(q.pkts)))
-	return len(q.pkts)
+	n := l.wait.drop(key)
+	l.c.waitExpired.Add(uint64(n))
+	return n
 }
 
 // Up reports whether the peer endpoint (as the data plane names it) has a

@@ -78,10 +78,16 @@ func (w *waiting) take(key netip.AddrPort) *waitQueue {
 	return out
 }
 
-func (w *waiting) drop(key netip.AddrPort) {
+// drop forgets what waits for key and returns how many datagrams.
+func (w *waiting) drop(key netip.AddrPort) int {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	q := w.m[key]
+	if q == nil {
+		return 0
+	}
 	delete(w.m, key)
+	return len(q.pkts)
 }
 
 func (w *waiting) len() int {

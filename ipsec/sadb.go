@@ -208,13 +208,3 @@ func (d *sadb) udpPeers() []netip.AddrPort {
 	}
 	return ps
 }
-
-func (d *sadb) all() []*childSA {
-	d.mu.RLock()
-	defer d.mu.RUnlock()
-	l := make([]*childSA, 0, len(d.spi))
-	for _, sa := range d.spi {
-		l = append(l, sa)
-	}
-	return l
-}

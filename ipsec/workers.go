@@ -40,7 +40,7 @@ type op struct {
 	ok      bool
 }
 
-func (o *op) run(l *Layer, s *esp.Scratch) {
+func (o *op) run(s *esp.Scratch) {
 	if o.pkt != nil {
 		o.ioff, o.m, o.nh, o.err = o.sa.in.OpenWith(s, o.pkt)
 		o.ok = o.err == nil
@@ -62,13 +62,12 @@ type chunk struct {
 }
 
 type pool struct {
-	l    *Layer
 	jobs chan *chunk
 	stop chan struct{}
 }
 
-func newPool(l *Layer, workers int) *pool {
-	p := &pool{l: l, jobs: make(chan *chunk, workers), stop: make(chan struct{})}
+func newPool(workers int) *pool {
+	p := &pool{jobs: make(chan *chunk, workers), stop: make(chan struct{})}
 	for range workers {
 		go p.worker()
 	}
@@ -81,7 +80,7 @@ func (p *pool) worker() {
 		select {
 		case c := <-p.jobs:
 			for i := range c.ops {
-				c.ops[i].run(p.l, &s)
+				c.ops[i].run(&s)
 			}
 			c.done <- struct{}{}
 		case <-p.stop:
@@ -106,7 +105,7 @@ func (l *Layer) runAll(b *batchCrypto, ops []op) {
 	}
 	if k <= 1 {
 		for i := range ops {
-			ops[i].run(l, &b.s)
+			ops[i].run(&b.s)
 		}
 		return
 	}
@@ -114,23 +113,21 @@ func (l *Layer) runAll(b *batchCrypto, ops []op) {
 		b.chunks = append(b.chunks, chunk{done: make(chan struct{}, 1)})
 	}
 	size := (len(ops) + k - 1) / k
-	handed := 0
 	for i := 0; i < k-1; i++ {
 		c := &b.chunks[i]
 		c.ops = ops[i*size : min((i+1)*size, len(ops))]
 		select {
 		case p.jobs <- c:
-			handed++
 		default: // the workers are busy with someone else's batch
 			for j := range c.ops {
-				c.ops[j].run(l, &b.s)
+				c.ops[j].run(&b.s)
 			}
 			c.ops = nil
 		}
 	}
 	last := ops[(k-1)*size:]
 	for i := range last {
-		last[i].run(l, &b.s)
+		last[i].run(&b.s)
 	}
 	for i := 0; i < k-1; i++ {
 		if b.chunks[i].ops != nil {
@@ -138,5 +135,4 @@ func (l *Layer) runAll(b *batchCrypto, ops []op) {
 			b.chunks[i].ops = nil
 		}
 	}
-	_ = handed
 }
