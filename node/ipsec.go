@@ -115,14 +115,11 @@ type ikePacket struct {
 // listenESPReal opens the real IPsec sockets: raw IP protocol 50 for the
 // GRE (raw) transport, UDP for ESP-in-UDP on 4500 and for IKE on 500.
 func listenESPReal(local netip.AddrPort, t nbma.Transport) (underlay.Conn, error) {
-	switch t {
-	case nbma.TransportGRE:
-		return underlay.ListenIP(local.Addr(), esp.IPProto, underlay.Spec{Transport: t, MinLen: esp.HeaderFixedLen})
-	case nbma.TransportUDP:
+	if t == nbma.TransportUDP {
 		// One octet: a NAT keepalive is the shortest thing on 4500.
-		return underlay.ListenUDP(local, underlay.Spec{Transport: t, MinLen: 1})
+		return listenSocket(local, t, 0, 1)
 	}
-	return nil, fmt.Errorf("unknown transport %v", t)
+	return listenSocket(local, t, esp.IPProto, esp.HeaderFixedLen)
 }
 
 // openIPsec opens the IPsec sockets and builds the ESP layer and the IKE
@@ -158,7 +155,7 @@ func (n *Node) openIPsec() error {
 		// Kept open so that clear-text GRE is counted and dropped here
 		// rather than answered by the kernel; failing to open it costs
 		// only the counter.
-		c, err := underlay.ListenIP(src, gre.IPProto, underlay.Spec{Transport: nbma.TransportGRE, MinLen: 1})
+		c, err := listenSocket(netip.AddrPortFrom(src, 0), nbma.TransportGRE, gre.IPProto, 1)
 		if err != nil {
 			n.log.Warn("clear-text GRE will not be counted", "err", err)
 		} else {
@@ -200,7 +197,7 @@ func (n *Node) openIPsec() error {
 			return fmt.Errorf("ipsec.key-log: %w", err)
 		}
 		s.keyLog = kl
-		ecfg = withKeyExport(ecfg)
+		ecfg.ExportKeys = true
 		n.log.Warn("ipsec.key-log is on: every SA's keys are written to it", "file", cfg.IPsec.KeyLog)
 	}
 	s.ike, err = ikeengine.New(ecfg, (*ikeSender)(n), n.logFor(logging.IPsec))
@@ -300,11 +297,8 @@ func (n *Node) queueIKE(from netip.AddrPort, natt bool, pkt []byte) {
 		n.ipsec.ikeDropped.Add(1)
 		return
 	}
-	bp := n.ctlPool.Get().(*[]byte)
-	if cap(*bp) < len(pkt) {
-		*bp = make([]byte, len(pkt))
-	}
-	m := ikePacket{from: from, natt: natt, buf: bp, n: copy((*bp)[:cap(*bp)], pkt)}
+	bp, k := n.pooledCopy(pkt)
+	m := ikePacket{from: from, natt: natt, buf: bp, n: k}
 	select {
 	case n.ipsec.ikeIn <- m:
 	default:
@@ -315,32 +309,28 @@ func (n *Node) queueIKE(from netip.AddrPort, natt bool, pkt []byte) {
 
 // runIKE500 reads the UDP 500 socket until it is closed.
 func (n *Node) runIKE500() {
-	c := n.ipsec.ike500
-	ds := make([]underlay.Datagram, c.BatchSize())
-	for i := range ds {
-		ds[i].Buf = make([]byte, ikeengine.MaxMessage+64)
-	}
-	for {
-		for i := range ds {
-			ds[i].Off, ds[i].Len = 0, 0
-		}
-		k, err := c.ReadBatch(ds)
-		if err != nil {
-			return
-		}
-		for _, d := range ds[:k] {
+	readAll(n.ipsec.ike500, ikeengine.MaxMessage+64, func(ds []underlay.Datagram) {
+		for _, d := range ds {
 			n.queueIKE(d.Peer, false, d.Payload())
 		}
-	}
+	})
 }
 
 // runClearGRE drains the raw GRE socket: with IPsec on, clear-text GRE is
 // never accepted, only counted.
 func (n *Node) runClearGRE() {
-	c := n.ipsec.clearGRE
+	readAll(n.ipsec.clearGRE, 2048, func(ds []underlay.Datagram) {
+		n.ipsec.clearDropped.Add(uint64(len(ds)))
+		n.ipsec.log.Warn(n.clk.Now(), "dropping clear-text GRE: the tunnel is protected by IPsec", "from", ds[0].Peer)
+	})
+}
+
+// readAll reads batches from c (buffers of size octets) into f until c is
+// closed.
+func readAll(c underlay.Conn, size int, f func([]underlay.Datagram)) {
 	ds := make([]underlay.Datagram, c.BatchSize())
 	for i := range ds {
-		ds[i].Buf = make([]byte, 2048)
+		ds[i].Buf = make([]byte, size)
 	}
 	for {
 		for i := range ds {
@@ -350,8 +340,7 @@ func (n *Node) runClearGRE() {
 		if err != nil {
 			return
 		}
-		n.ipsec.clearDropped.Add(uint64(k))
-		n.ipsec.log.Warn(n.clk.Now(), "dropping clear-text GRE: the tunnel is protected by IPsec", "from", ds[0].Peer)
+		f(ds[:k])
 	}
 }
 
@@ -643,6 +632,20 @@ func (k *keyLog) close() {
 	k.f.Close()
 }
 
+// ike writes the ikev2_decryption_table record of an IKE SA (IKESAUp,
+// IKESARekeyed). ChaCha20-Poly1305 has no name in Wireshark's table: such
+// an SA is left out.
+func (k *keyLog) ike(ev ikeengine.Event) {
+	if ev.IKEKeys == nil {
+		return
+	}
+	b, err := ev.IKEKeys.AppendWireshark(nil)
+	if err != nil {
+		return
+	}
+	k.write(b)
+}
+
 // esp writes the esp_sa records of both directions of a Child SA.
 func (k *keyLog) esp(c *ikeengine.ChildSA) {
 	var b []byte
@@ -701,7 +704,9 @@ func (n *Node) drainIPsecRequests() {
 // octet limit.
 func (n *Node) rekeyChild(spi uint32) {
 	n.ipsec.log.Info(n.clk.Now(), "Child SA passed its soft limit", "spi", fmt.Sprintf("%#08x", spi))
-	n.rekeyChildSA(spi)
+	if err := n.ipsec.ike.RekeyChild(n.clk.Now(), spi); err != nil && !errors.Is(err, ikeengine.ErrNoSA) {
+		n.ipsec.log.Warn(n.clk.Now(), "cannot rekey Child SA", "spi", fmt.Sprintf("%#08x", spi), "err", err)
+	}
 	n.afterIKE()
 }
 
@@ -730,7 +735,7 @@ func (n *Node) IPsec() api.IPsec {
 		}
 		x.IKE = append(x.IKE, api.IKESA{Peer: sa.Peer.String(), SPIi: fmt.Sprintf("%016x", uint64(sa.SPIi)),
 			SPIr: fmt.Sprintf("%016x", uint64(sa.SPIr)), Initiator: sa.Initiator, State: sa.State,
-			RemoteID: sa.RemoteID.String(), Suite: sa.Suite.String(), NAT: nat, Children: ikeChildren(sa),
+			RemoteID: sa.RemoteID.String(), Suite: sa.Suite.String(), NAT: nat, Children: sa.NumChildren,
 			Created: sa.Created, Age: api.UpDown(now.Sub(sa.Created)), LastRx: sa.LastRx, Group: sa.Group.String(),
 			RekeyAt: sa.RekeyAt, RekeyIn: rekeyIn(now, sa.RekeyAt)})
 	}

@@ -233,8 +233,7 @@ func TestIPsecRekeyUnderTraffic(t *testing.T) {
 	}
 	// On demand: the Child SA (as the soft limit would) and the IKE SA.
 	before := current(s1)
-	s1.n.rekeyChildSA(before)
-	s1.n.afterIKE()
+	s1.n.rekeyChild(before)
 	for range 3 {
 		tn.advance(time.Second)
 		ping(t, s1, hub, "10.1.1.10", "10.0.0.1")
@@ -446,8 +445,14 @@ func TestIPsecSimultaneousRekeyThroughNAT(t *testing.T) {
 			return 0
 		}
 		h, s := current(hub), current(s3)
-		hub.n.rekeyChildSA(h)
-		s3.n.rekeyChildSA(s)
+		// Both requests are made before either leaves (afterIKE sends).
+		must := func(err error) {
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+		must(hub.n.ipsec.ike.RekeyChild(tn.clk.Now(), h))
+		must(s3.n.ipsec.ike.RekeyChild(tn.clk.Now(), s))
 		hub.n.afterIKE()
 		s3.n.afterIKE()
 		for range 5 {

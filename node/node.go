@@ -373,10 +373,16 @@ func transports(cfg *config.Config) []nbma.Transport {
 func listenReal(local netip.AddrPort, t nbma.Transport) (underlay.Conn, error) {
 	// Both carry GRE packets, GRE header first: the sockets drop anything
 	// shorter, as the data path would.
-	spec := underlay.Spec{Transport: t, MinLen: gre.MinLen}
+	return listenSocket(local, t, gre.IPProto, gre.MinLen)
+}
+
+// listenSocket opens the real socket of transport t at local: raw IP
+// protocol proto, or UDP; datagrams shorter than minLen are dropped there.
+func listenSocket(local netip.AddrPort, t nbma.Transport, proto, minLen int) (underlay.Conn, error) {
+	spec := underlay.Spec{Transport: t, MinLen: minLen}
 	switch t {
 	case nbma.TransportGRE:
-		return underlay.ListenIP(local.Addr(), gre.IPProto, spec)
+		return underlay.ListenIP(local.Addr(), proto, spec)
 	case nbma.TransportUDP:
 		return underlay.ListenUDP(local, spec)
 	}
@@ -387,17 +393,24 @@ func listenReal(local netip.AddrPort, t nbma.Transport) (underlay.Conn, error) {
 // queues it for the control loop, or drops and counts it when the queue is
 // full.
 func (n *Node) handleControl(peer netip.AddrPort, t nbma.Transport, pkt []byte) {
-	bp := n.ctlPool.Get().(*[]byte)
-	if cap(*bp) < len(pkt) {
-		*bp = make([]byte, len(pkt))
-	}
-	m := ctlPacket{from: peer, t: t, buf: bp, n: copy((*bp)[:cap(*bp)], pkt)}
+	bp, k := n.pooledCopy(pkt)
+	m := ctlPacket{from: peer, t: t, buf: bp, n: k}
 	select {
 	case n.ctl <- m:
 	default:
 		n.ctlDropped.Add(1)
 		n.ctlPool.Put(bp)
 	}
+}
+
+// pooledCopy copies a control packet (NHRP, IKE) out of a read buffer
+// into one of the pool's, for a queue to the control loop.
+func (n *Node) pooledCopy(pkt []byte) (*[]byte, int) {
+	bp := n.ctlPool.Get().(*[]byte)
+	if cap(*bp) < len(pkt) {
+		*bp = make([]byte, len(pkt))
+	}
+	return bp, copy((*bp)[:cap(*bp)], pkt)
 }
 
 // handleQueued hands one queued packet to the engine, then as many more as
