@@ -7,7 +7,6 @@ package e2e
 // decrypts it and finds the NHRP and inner packets, with 0 Malformed.
 
 import (
-	"encoding/json"
 	"fmt"
 	"net"
 	"net/netip"
@@ -38,13 +37,9 @@ func (e *env) showIPsec(node string) api.IPsec {
 	e.t.Helper()
 	ctx, cancel := e.timeout(10 * time.Second)
 	defer cancel()
-	raw, err := e.l.Show(ctx, node, "ipsec", true)
-	if err != nil {
-		e.t.Fatal(err)
-	}
 	var x api.IPsec
-	if err := json.Unmarshal(raw, &x); err != nil {
-		e.t.Fatalf("show ipsec --json on %s: %v", node, err)
+	if err := e.l.ShowJSON(ctx, node, "ipsec", &x); err != nil {
+		e.t.Fatal(err)
 	}
 	return x
 }

@@ -2,7 +2,6 @@ package lab
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 
 	"github.com/dmvpn/dmvpn/api"
@@ -12,13 +11,9 @@ import (
 // Established, and every spoke's LAN a best path installed in the hub's
 // FIB with that spoke as next hop.
 func (l *Lab) CheckBGP(ctx context.Context) error {
-	raw, err := l.Show(ctx, Hub, "bgp", true)
-	if err != nil {
-		return err
-	}
 	var b api.BGP
-	if err := json.Unmarshal(raw, &b); err != nil {
-		return fmt.Errorf("show bgp --json on the hub: %w", err)
+	if err := l.ShowJSON(ctx, Hub, "bgp", &b); err != nil {
+		return err
 	}
 	if !b.Enabled {
 		return fmt.Errorf("the hub runs no BGP")

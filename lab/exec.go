@@ -3,6 +3,7 @@ package lab
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -166,4 +167,16 @@ func (l *Lab) Show(ctx context.Context, node, what string, json bool) ([]byte, e
 		return out, fmt.Errorf("%s %s: %w: %s", l.opts.Binary, strings.Join(args, " "), err, strings.TrimSpace(string(out)))
 	}
 	return out, nil
+}
+
+// ShowJSON runs `dmvpn show WHAT --json` for node and decodes it into v.
+func (l *Lab) ShowJSON(ctx context.Context, node, what string, v any) error {
+	b, err := l.Show(ctx, node, what, true)
+	if err != nil {
+		return err
+	}
+	if err := json.Unmarshal(b, v); err != nil {
+		return fmt.Errorf("show %s --json on %s: %w", what, node, err)
+	}
+	return nil
 }

@@ -2,7 +2,6 @@ package lab
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"net/netip"
 
@@ -14,13 +13,9 @@ import (
 // the spokes on the internet and ESP-in-UDP for spoke3 behind its NAT, and
 // no clear-text GRE received.
 func (l *Lab) CheckIPsec(ctx context.Context) error {
-	raw, err := l.Show(ctx, Hub, "ipsec", true)
-	if err != nil {
-		return err
-	}
 	var x api.IPsec
-	if err := json.Unmarshal(raw, &x); err != nil {
-		return fmt.Errorf("show ipsec --json on the hub: %w", err)
+	if err := l.ShowJSON(ctx, Hub, "ipsec", &x); err != nil {
+		return err
 	}
 	if !x.Enabled {
 		return fmt.Errorf("the hub runs no IPsec")

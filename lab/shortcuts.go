@@ -2,7 +2,6 @@ package lab
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"strings"
@@ -33,11 +32,8 @@ func (l *Lab) HubRelayed(ctx context.Context) (uint64, error) {
 // Stats returns a node's counters.
 func (l *Lab) Stats(ctx context.Context, node string) (api.Stats, error) {
 	var st api.Stats
-	b, err := l.Show(ctx, node, "stats", true)
-	if err != nil {
-		return st, err
-	}
-	return st, json.Unmarshal(b, &st)
+	err := l.ShowJSON(ctx, node, "stats", &st)
+	return st, err
 }
 
 // HasShortcut reports whether node has resolved c: a shortcut route for the
@@ -45,11 +41,7 @@ func (l *Lab) Stats(ctx context.Context, node string) (api.Stats, error) {
 func (l *Lab) HasShortcut(ctx context.Context, node string, c ShortcutCheck) (bool, error) {
 	if l.opts.Phase == 3 {
 		var rs []api.Route
-		b, err := l.Show(ctx, node, "routes", true)
-		if err != nil {
-			return false, err
-		}
-		if err := json.Unmarshal(b, &rs); err != nil {
+		if err := l.ShowJSON(ctx, node, "routes", &rs); err != nil {
 			return false, err
 		}
 		for _, r := range rs {
@@ -60,11 +52,7 @@ func (l *Lab) HasShortcut(ctx context.Context, node string, c ShortcutCheck) (bo
 		return false, nil
 	}
 	var es []api.NHRPEntry
-	b, err := l.Show(ctx, node, "nhrp", true)
-	if err != nil {
-		return false, err
-	}
-	if err := json.Unmarshal(b, &es); err != nil {
+	if err := l.ShowJSON(ctx, node, "nhrp", &es); err != nil {
 		return false, err
 	}
 	for _, e := range es {

@@ -39,7 +39,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"flag"
 	"fmt"
 	"net/netip"
@@ -239,11 +238,8 @@ func up(args []string) error {
 func waitSA(ctx context.Context, l *lab.Lab, node string, peer, dst netip.Addr) (api.ChildSA, error) {
 	last := "no answer from show ipsec"
 	for {
-		raw, err := l.Show(ctx, node, "ipsec", true)
 		var x api.IPsec
-		if err == nil {
-			err = json.Unmarshal(raw, &x)
-		}
+		err := l.ShowJSON(ctx, node, "ipsec", &x)
 		if err != nil {
 			if ctx.Err() != nil {
 				return api.ChildSA{}, fmt.Errorf("%s has no current SA with %s carrying traffic (%s)", node, peer, last)
