@@ -239,14 +239,7 @@ func (e *env) startWideCapture(node string) *capture {
 func (e *env) showJSON(node, what string, v any) error {
 	ctx, cancel := e.timeout(15 * time.Second)
 	defer cancel()
-	b, err := e.l.Show(ctx, node, what, true)
-	if err != nil {
-		return err
-	}
-	if err := json.Unmarshal(b, v); err != nil {
-		return fmt.Errorf("show %s --json on %s: %w", what, node, err)
-	}
-	return nil
+	return e.l.ShowJSON(ctx, node, what, v)
 }
 
 // statsOf returns node's counters without failing t.

@@ -6,7 +6,6 @@ package e2e
 
 import (
 	"bytes"
-	"encoding/json"
 	"fmt"
 	"net"
 	"net/netip"
@@ -35,11 +34,8 @@ func (e *env) bgpView(node string) (api.BGP, error) {
 	var b api.BGP
 	ctx, cancel := e.timeout(10 * time.Second)
 	defer cancel()
-	raw, err := e.l.Show(ctx, node, "bgp", true)
-	if err != nil {
-		return b, err
-	}
-	return b, json.Unmarshal(raw, &b)
+	err := e.l.ShowJSON(ctx, node, "bgp", &b)
+	return b, err
 }
 
 // kernelRoutes returns node's main-table routes through the overlay

@@ -3,7 +3,6 @@ package e2e
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -154,14 +153,8 @@ func (e *env) show(node string) (api.DMVPN, error) {
 	var d api.DMVPN
 	ctx, cancel := context.WithTimeout(e.ctx, 10*time.Second)
 	defer cancel()
-	b, err := e.l.Show(ctx, node, "dmvpn", true)
-	if err != nil {
-		return d, err
-	}
-	if err := json.Unmarshal(b, &d); err != nil {
-		return d, fmt.Errorf("show dmvpn --json on %s: %w: %s", node, err, b)
-	}
-	return d, nil
+	err := e.l.ShowJSON(ctx, node, "dmvpn", &d)
+	return d, err
 }
 
 // stats returns node's `show stats`.
@@ -170,12 +163,8 @@ func (e *env) stats(node string) api.Stats {
 	var s api.Stats
 	ctx, cancel := context.WithTimeout(e.ctx, 10*time.Second)
 	defer cancel()
-	b, err := e.l.Show(ctx, node, "stats", true)
-	if err != nil {
+	if err := e.l.ShowJSON(ctx, node, "stats", &s); err != nil {
 		e.t.Fatal(err)
-	}
-	if err := json.Unmarshal(b, &s); err != nil {
-		e.t.Fatalf("show stats on %s: %v: %s", node, err, b)
 	}
 	return s
 }

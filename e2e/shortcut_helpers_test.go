@@ -6,7 +6,6 @@ package e2e
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"os"
 	"strings"
@@ -76,12 +75,8 @@ func (e *env) routes(node string) ([]api.Route, error) {
 	var rs []api.Route
 	ctx, cancel := e.timeout(10 * time.Second)
 	defer cancel()
-	b, err := e.l.Show(ctx, node, "routes", true)
-	if err != nil {
+	if err := e.l.ShowJSON(ctx, node, "routes", &rs); err != nil {
 		return nil, err
-	}
-	if err := json.Unmarshal(b, &rs); err != nil {
-		return nil, fmt.Errorf("show routes --json on %s: %w: %s", node, err, b)
 	}
 	return rs, nil
 }
@@ -91,12 +86,8 @@ func (e *env) nhrpCache(node string) ([]api.NHRPEntry, error) {
 	var es []api.NHRPEntry
 	ctx, cancel := e.timeout(10 * time.Second)
 	defer cancel()
-	b, err := e.l.Show(ctx, node, "nhrp", true)
-	if err != nil {
+	if err := e.l.ShowJSON(ctx, node, "nhrp", &es); err != nil {
 		return nil, err
-	}
-	if err := json.Unmarshal(b, &es); err != nil {
-		return nil, fmt.Errorf("show nhrp --json on %s: %w: %s", node, err, b)
 	}
 	return es, nil
 }

@@ -176,7 +176,7 @@ func (l *Lab) ShowJSON(ctx context.Context, node, what string, v any) error {
 		return err
 	}
 	if err := json.Unmarshal(b, v); err != nil {
-		return fmt.Errorf("show %s --json on %s: %w", what, node, err)
+		return fmt.Errorf("show %s --json on %s: %w: %.300s", what, node, err, b)
 	}
 	return nil
 }
