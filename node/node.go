@@ -170,27 +170,12 @@ func New(cfg *config.Config, opts Options) (n *Node, err error) {
 	// Underlay first: with a raw GRE socket open the kernel stops answering
 	// GRE with ICMP protocol-unreachable, so peers never see us half up.
 	if cfg.IPsec.Enabled() {
+		// The ESP layer's faces are the underlay (ipsec.go).
 		if err := n.openIPsec(); err != nil {
 			return nil, fmt.Errorf("node %s: %w", cfg.Name, err)
 		}
-	}
-	for _, t := range transports(cfg) {
-		if n.ipsec != nil {
-			break // the ESP layer's faces are the underlay
-		}
-		local := netip.AddrPortFrom(cfg.Tunnel.Source, 0)
-		if t == nbma.TransportUDP {
-			port := cfg.Tunnel.UDPPort
-			if port == 0 { // a GRE hub's extra UDP listener
-				port = gre.UDPPort
-			}
-			local = netip.AddrPortFrom(cfg.Tunnel.Source, port)
-		}
-		c, err := opts.Listen(local, t)
-		if err != nil {
-			return nil, fmt.Errorf("node %s: listen %v on %v: %w", cfg.Name, t, local, err)
-		}
-		n.conns = append(n.conns, c)
+	} else if err := n.openUnderlay(); err != nil {
+		return nil, fmt.Errorf("node %s: %w", cfg.Name, err)
 	}
 
 	subnet := cfg.Tunnel.Subnet()
@@ -296,6 +281,28 @@ func New(cfg *config.Config, opts Options) (n *Node, err error) {
 	return n, nil
 }
 
+// openUnderlay opens the clear-text sockets: one per transport the node
+// listens on.
+func (n *Node) openUnderlay() error {
+	cfg := n.cfg
+	for _, t := range transports(cfg) {
+		local := netip.AddrPortFrom(cfg.Tunnel.Source, 0)
+		if t == nbma.TransportUDP {
+			port := cfg.Tunnel.UDPPort
+			if port == 0 { // a GRE hub's extra UDP listener
+				port = gre.UDPPort
+			}
+			local = netip.AddrPortFrom(cfg.Tunnel.Source, port)
+		}
+		c, err := n.opts.Listen(local, t)
+		if err != nil {
+			return fmt.Errorf("listen %v on %v: %w", t, local, err)
+		}
+		n.conns = append(n.conns, c)
+	}
+	return nil
+}
+
 // hmacKeys is the key ring of nhrp.authentication-keys, or nil.
 func hmacKeys(cfg *config.Config) (*nhrp.HMACKeys, error) {
 	if len(cfg.NHRP.AuthenticationKeys) == 0 {
@@ -315,10 +322,10 @@ func hmacKeys(cfg *config.Config) (*nhrp.HMACKeys, error) {
 // enginePeers is the engine's view of nhrp.nhs and nhrp.map.
 func enginePeers(cfg *config.Config) (nhs []engine.NHS, static []engine.StaticMap) {
 	for _, s := range cfg.NHRP.NHS {
-		nhs = append(nhs, engine.NHS{Protocol: s.Address, NBMA: endpoint(cfg, s.Endpoint()), Transport: cfg.Tunnel.Transport})
+		nhs = append(nhs, engine.NHS{Protocol: s.Address, NBMA: s.Endpoint(), Transport: cfg.Tunnel.Transport})
 	}
 	for _, m := range cfg.NHRP.Map {
-		static = append(static, engine.StaticMap{Protocol: m.Address, NBMA: endpoint(cfg, m.Endpoint()),
+		static = append(static, engine.StaticMap{Protocol: m.Address, NBMA: m.Endpoint(),
 			Transport: cfg.Tunnel.Transport, Multicast: m.Multicast})
 	}
 	return nhs, static
@@ -331,15 +338,6 @@ func udpPort(cfg *config.Config) uint16 {
 		return esp.UDPPort
 	}
 	return gre.UDPPort
-}
-
-// endpoint is a configured peer endpoint as the data plane names it: with
-// IPsec, a UDP peer is on ESP-in-UDP's port 4500.
-func endpoint(cfg *config.Config, ep netip.AddrPort) netip.AddrPort {
-	if cfg.IPsec.Enabled() && ep.Port() != 0 {
-		return netip.AddrPortFrom(ep.Addr(), esp.UDPPort)
-	}
-	return ep
 }
 
 // nhsAddresses are the NHSes' overlay addresses, in preference order (the
