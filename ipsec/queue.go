@@ -90,6 +90,13 @@ func (w *waiting) drop(key netip.AddrPort) int {
 	return len(q.pkts)
 }
 
+// has reports whether anything waits for key.
+func (w *waiting) has(key netip.AddrPort) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.m[key] != nil
+}
+
 func (w *waiting) len() int {
 	w.mu.Lock()
 	defer w.mu.Unlock()

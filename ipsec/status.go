@@ -134,10 +134,7 @@ func (l *Layer) PeerState(peer netip.AddrPort) string {
 	if l.Up(peer) {
 		return "up"
 	}
-	l.wait.mu.Lock()
-	_, w := l.wait.m[peer]
-	l.wait.mu.Unlock()
-	if w {
+	if l.wait.has(peer) {
 		return "waiting"
 	}
 	return "none"
